@@ -1,0 +1,58 @@
+# balance: POSIX make (GNU make and bmake alike). Overridable: CXX,
+# CXXFLAGS, LDFLAGS, PREFIX, MANPREFIX, DESTDIR; POLLER=poll forces the
+# portable poll() loop, PORTABLE=1 switches the Linux-only calls off.
+.POSIX:
+
+VERSION = 1.0.0
+PREFIX = /usr/local
+MANPREFIX = $(PREFIX)/share/man
+CXX = c++
+CXXFLAGS = -O2 -g -Wall -Wextra
+LDFLAGS =
+POLLER = auto
+PORTABLE = 0
+BALANCE_CPPFLAGS = -std=c++17 -DBALANCE_VERSION=\"$(VERSION)\" \
+	-DBALANCE_POLLER_$(POLLER) -DBALANCE_PORTABLE_$(PORTABLE)
+
+OBJS = balance.o control.o log.o net.o options.o poller.o pool.o relay.o stats.o
+HEADERS = balance.hpp control.hpp net.hpp options.hpp poller.hpp pool.hpp relay.hpp
+DISTFILES = Makefile README.md LICENSE balance.1 balance.cpp control.cpp net.cpp \
+	log.cpp options.cpp poller.cpp pool.cpp relay.cpp stats.cpp $(HEADERS) .ci/run
+
+all: balance
+
+balance: $(OBJS)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -o balance $(OBJS)
+
+$(OBJS): $(HEADERS) Makefile
+
+.SUFFIXES: .cpp .o
+.cpp.o:
+	$(CXX) $(BALANCE_CPPFLAGS) $(CXXFLAGS) -c $<
+
+tests/build/Makefile: tests/CMakeLists.txt
+	cmake -S tests -B tests/build -DCMAKE_CXX_COMPILER=$(CXX) >/dev/null
+
+check: balance tests/build/Makefile
+	cmake --build tests/build -j 2
+	cd tests/build && ctest --output-on-failure
+	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper bats tests
+
+bench: balance
+	sh bench/run.sh
+
+install: balance
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
+	cp balance $(DESTDIR)$(PREFIX)/bin/balance
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/balance
+	cp balance.1 $(DESTDIR)$(MANPREFIX)/man1/balance.1
+	chmod 644 $(DESTDIR)$(MANPREFIX)/man1/balance.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/balance $(DESTDIR)$(MANPREFIX)/man1/balance.1
+
+clean:
+	rm -f balance $(OBJS)
+	rm -rf tests/build
+
+.PHONY: all check bench install uninstall clean

@@ -1,0 +1,218 @@
+// balance: the command line, start-up (resolving channels, listening,
+// detaching) and the one readiness loop that drives everything.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "balance.hpp"
+#include "control.hpp"
+#include "relay.hpp"
+
+namespace {
+
+// SIGTERM and SIGINT reach the loop through a pipe, so a signal that
+// arrives just before the wait still wakes it.
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int) {
+  int saved = errno;
+  char byte = 1;
+  ssize_t ignored = write(g_signal_pipe[1], &byte, 1);
+  (void)ignored;
+  errno = saved;
+}
+
+class SignalWatcher final : public Watcher {
+ public:
+  explicit SignalWatcher(State& state) : state_(state) {}
+  void on_ready(int fd, unsigned) override {
+    char bytes[16];
+    while (read(fd, bytes, sizeof bytes) > 0) {
+    }
+    state_.stopping = true;
+  }
+
+ private:
+  State& state_;
+};
+
+bool install_signals(std::string* err) {
+  if (pipe(g_signal_pipe) != 0) {
+    *err = sys_error("pipe");
+    return false;
+  }
+  for (int fd : g_signal_pipe) {
+    set_nonblocking(fd);
+    set_cloexec(fd);
+  }
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}
+
+void raise_fd_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  rlim_t wanted = limit.rlim_max;
+#ifdef OPEN_MAX
+  if (wanted == RLIM_INFINITY || wanted > OPEN_MAX) wanted = OPEN_MAX;  // macOS
+#endif
+  limit.rlim_cur = wanted;
+  setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "balance: %s\n", message.c_str());
+  return 1;
+}
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "balance: %s\nTry 'balance -h' for more information.\n", message.c_str());
+  return 1;
+}
+
+// Resolves every channel of the command line into the pool.
+bool build_pool(State& state, std::string* err) {
+  const Options& options = state.options;
+  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+  for (const GroupSpec& group : options.groups) {
+    state.pool.add_group(group.type);
+    for (const ChannelSpec& spec : group.channels) {
+      ChannelConfig config;
+      config.host = spec.host;
+      config.port = spec.port.empty() ? options.port : spec.port;
+      config.maxc = spec.maxc;
+      config.weight = spec.weight;
+      std::string why;
+      if (!resolve_address(config.host, config.port, family, false, &config.address, &why)) {
+        *err = spec.text + ": " + why;
+        return false;
+      }
+      state.pool.add_channel(state.pool.groups().size() - 1, config, state.now_ms);
+    }
+  }
+  return true;
+}
+
+// Detaches from the terminal; the parent exits 0 only now, when the
+// listener and the control socket are known to be up.
+bool detach(State& state, std::string* err) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    *err = sys_error("fork");
+    return false;
+  }
+  if (pid > 0) _exit(0);
+  setsid();
+  if (chdir("/") != 0) {
+  }
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    if (null > STDERR_FILENO) close(null);
+  }
+  state.log.use_syslog();
+  return true;
+}
+
+int run_proxy(State& state) {
+  std::string err;
+  state.now_ms = monotonic_ms();
+  if (!build_pool(state, &err)) return usage_error(err);
+  PoolOptions& pool_options = state.pool.options();
+  pool_options.hash_failover = state.options.hash_failover;
+  pool_options.autodisable = state.options.autodisable;
+  pool_options.queue_limit = state.options.queue_limit;
+  pool_options.queue_wait_ms = state.options.queue_wait_ms;
+  pool_options.retry_ms = state.options.retry_ms;
+
+  if (!state.options.source_address.empty() &&
+      !resolve_address(state.options.source_address, "1", AF_UNSPEC, true,
+                       &state.source_address, &err))
+    return usage_error("-B " + state.options.source_address + ": " + err);
+  state.source_address.set_port(0);
+  raise_fd_limit();
+  state.poller = Poller::create();
+  state.started = time(nullptr);
+  state.now_ms = monotonic_ms();
+  if (!install_signals(&err)) return fail(err);
+
+  Proxy proxy(state);
+  if (!proxy.listen(&err)) return fail(err);
+  ControlServer control(state);
+  if (!control.listen(&err)) return fail(err);
+  StatsServer stats(state);
+  if (!state.options.stats_port.empty() && !stats.listen(&err)) return fail(err);
+  // -p writes to stdout, so it keeps balance in the foreground.
+  if (!state.options.foreground && !state.options.packet_dump && !detach(state, &err))
+    return fail(err);
+
+  SignalWatcher signals(state);
+  state.poller->watch(g_signal_pipe[0], kReadable, &signals);
+  state.log.info("%s started on %s (%s), control socket %s", BALANCE_VERSION,
+                 state.listen_text.c_str(), state.poller->name(), state.socket_path.c_str());
+
+  std::vector<ReadyEvent> ready;
+  while (!state.stopping) {
+    int64_t deadline = proxy.next_deadline_ms();
+    int64_t control_deadline = control.next_deadline_ms();
+    if (control_deadline >= 0 && (deadline < 0 || control_deadline < deadline))
+      deadline = control_deadline;
+    int64_t stats_deadline = stats.next_deadline_ms();
+    if (stats_deadline >= 0 && (deadline < 0 || stats_deadline < deadline)) deadline = stats_deadline;
+    int timeout = -1;
+    if (deadline >= 0) {
+      int64_t wait = deadline - state.now_ms;
+      timeout = wait <= 0 ? 0 : wait > 60000 ? 60000 : int(wait) + 1;
+    }
+    if (!state.poller->wait(timeout, &ready)) {
+      state.log.warning("%s", sys_error(state.poller->name()).c_str());
+      return 1;
+    }
+    state.now_ms = monotonic_ms();
+    for (const ReadyEvent& event : ready) event.watcher->on_ready(event.fd, event.events);
+    control.tick();
+    stats.tick();
+    proxy.tick();
+  }
+  state.log.info("stopping");
+  proxy.close_all();
+  control.close();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  State state;
+  std::string err;
+  if (!parse_options(args, &state.options, &err)) return usage_error(err);
+  switch (state.options.mode) {
+    case Mode::Help:
+      std::fputs(kUsage, stdout);
+      return 0;
+    case Mode::Version:
+      std::printf("balance %s\n", BALANCE_VERSION);
+      return 0;
+    case Mode::Interactive:
+    case Mode::Command:
+      return run_control_client(state.options);
+    case Mode::Proxy:
+      break;
+  }
+  return run_proxy(state);
+}

@@ -1,0 +1,55 @@
+// The one process state that the listener, the connections, the control
+// socket and the statistics listener share, and the log they write to.
+#ifndef BALANCE_BALANCE_HPP
+#define BALANCE_BALANCE_HPP
+
+#include <cstdarg>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+
+#include "options.hpp"
+#include "pool.hpp"
+#include "poller.hpp"
+
+#ifndef BALANCE_VERSION
+#define BALANCE_VERSION "unknown"
+#endif
+
+// One line per event an admin cares about: stderr in the foreground,
+// syslog (LOG_DAEMON) once detached.
+class Log {
+ public:
+  void use_syslog();
+  void info(const char* format, ...) __attribute__((format(printf, 2, 3)));
+  void warning(const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+ private:
+  void write(int priority, const char* format, va_list args);
+  bool syslog_ = false;
+};
+
+class Proxy;
+
+struct State {
+  Options options;
+  Pool pool;
+  std::unique_ptr<Poller> poller;
+  Log log;
+  Proxy* proxy = nullptr;
+  int64_t now_ms = 0;      // monotonic clock, read once per loop pass
+  time_t started = 0;      // wall clock at start, for statistics
+  std::string listen_text; // "addr:port" as listened on
+  Address source_address;  // -B, resolved once (port 0)
+  std::string socket_path; // the control socket
+  bool stopping = false;
+};
+
+// Milliseconds on the monotonic clock.
+int64_t monotonic_ms();
+
+// "G:N host:port", how a channel is named in log lines.
+std::string channel_name(const Channel& channel);
+
+#endif

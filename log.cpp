@@ -1,0 +1,42 @@
+// The log (stderr in the foreground, syslog once detached) and the clock.
+#include <syslog.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "balance.hpp"
+
+void Log::use_syslog() {
+  openlog("balance", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+  syslog_ = true;
+}
+
+void Log::write(int priority, const char* format, va_list args) {
+  if (syslog_) {
+    vsyslog(priority, format, args);
+    return;
+  }
+  char line[1024];
+  std::vsnprintf(line, sizeof line, format, args);
+  std::fprintf(stderr, "balance: %s\n", line);
+}
+
+void Log::info(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  write(LOG_INFO, format, args);
+  va_end(args);
+}
+
+void Log::warning(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  write(LOG_WARNING, format, args);
+  va_end(args);
+}
+
+int64_t monotonic_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+

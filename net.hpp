@@ -1,0 +1,61 @@
+// Socket helpers: an owning file descriptor and the few socket calls
+// balance makes, each reporting the system call that failed.
+#ifndef BALANCE_NET_HPP
+#define BALANCE_NET_HPP
+
+#include <string>
+
+#include "pool.hpp"
+
+// Owns one file descriptor; closes it exactly once.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// "call: strerror(errno)".
+std::string sys_error(const char* call);
+
+bool set_nonblocking(int fd);
+void set_cloexec(int fd);
+void set_nodelay(int fd);
+// Makes close() send a reset, so a reset on one side reaches the other.
+void set_linger_reset(int fd);
+
+// A listening TCP socket on `address` (non-blocking, SO_REUSEADDR; IPv6
+// wildcard sockets take IPv4 too unless v6only).
+Fd listen_tcp(const Address& address, bool v6only, int backlog, std::string* err);
+
+// Accepts one connection: non-blocking, close-on-exec. Returns -1 with
+// errno set (EAGAIN when there is nothing to accept).
+int accept_connection(int listen_fd, Address* peer);
+
+// Starts a non-blocking connect. Returns the socket with *in_progress
+// set, or an invalid Fd with errno set when the connect failed at once.
+Fd start_connect(const Address& to, const Address* from, bool* in_progress);
+
+// The pending error of a socket (SO_ERROR), 0 when none.
+int socket_error(int fd);
+
+#endif

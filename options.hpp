@@ -1,0 +1,72 @@
+// The command line: a pure parser from argv to Options, plus the resolver
+// that turns host and port names into addresses. Errors are returned as
+// "<argument>: <why>" so main() can print "balance: " before them.
+#ifndef BALANCE_OPTIONS_HPP
+#define BALANCE_OPTIONS_HPP
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pool.hpp"
+
+enum class Mode { Proxy, Interactive, Command, Help, Version };
+
+struct ChannelSpec {
+  std::string text;  // the argument as typed, for error messages
+  std::string host;
+  std::string port;  // empty = the listening port
+  unsigned maxc = 0;
+  unsigned weight = 1;
+};
+
+struct GroupSpec {
+  GroupType type = GroupType::RoundRobin;
+  std::vector<ChannelSpec> channels;
+};
+
+struct Options {
+  Mode mode = Mode::Proxy;
+  bool ipv4_only = false;        // -4
+  bool ipv6_only = false;        // -6
+  bool autodisable = false;      // -a
+  bool debug = false;            // -d
+  bool foreground = false;       // -f
+  bool hash_failover = false;    // -H
+  bool packet_dump = false;      // -p
+  std::string bind_address;      // -b, empty = every address
+  std::string source_address;    // -B
+  int64_t connect_timeout_ms = 5000;  // -t
+  int64_t idle_timeout_ms = 0;        // -T, 0 = none
+  size_t queue_limit = 1024;          // -q
+  int64_t queue_wait_ms = 60000;      // -w, 0 = forever
+  int64_t retry_ms = 5000;            // -r
+  std::string socket_path;            // -S, empty = derived
+  std::string stats_address;          // -s addr part (default 127.0.0.1)
+  std::string stats_port;             // -s port part, empty = no listener
+  std::string command;                // -c
+  std::string port;                   // the listening port as typed
+  std::vector<GroupSpec> groups;
+};
+
+extern const char* const kUsage;
+
+// Parses argv[1..]. Returns false with *err = "<argument>: <why>".
+bool parse_options(const std::vector<std::string>& args, Options* options, std::string* err);
+
+// Parses "host[:port[:maxc[:weight]]]" (IPv6 literals in brackets).
+bool parse_channel(const std::string& text, ChannelSpec* spec, std::string* err);
+
+// Strict number parsing: no sign, no trailing garbage, within [lo, hi].
+bool parse_unsigned(const std::string& text, uint64_t lo, uint64_t hi, uint64_t* value);
+// Seconds as a decimal with at most three fractional digits, in ms.
+bool parse_seconds(const std::string& text, int64_t lo_ms, int64_t hi_ms, int64_t* ms);
+
+// A port number 1..65535 or a service name; false with *err = why.
+bool resolve_port(const std::string& port, int* number, std::string* err);
+// Resolves host and port into an address; family AF_UNSPEC, AF_INET or
+// AF_INET6; passive for a listening address (empty host = wildcard).
+bool resolve_address(const std::string& host, const std::string& port, int family,
+                     bool passive, Address* address, std::string* err);
+
+#endif

@@ -1,0 +1,226 @@
+// The three readiness back-ends (see poller.hpp). Each keeps a table
+// indexed by fd with the current interest and watcher, so watch() only
+// reaches the kernel when the interest really changes.
+#include "poller.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+
+#if !defined(BALANCE_POLLER_poll)
+#if defined(__linux__)
+#define BALANCE_USE_EPOLL 1
+#include <sys/epoll.h>
+#include <unistd.h>
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__) || defined(__DragonFly__)
+#define BALANCE_USE_KQUEUE 1
+#include <sys/event.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
+#endif
+#endif
+
+namespace {
+
+struct Slot {
+  unsigned interest = 0;
+  Watcher* watcher = nullptr;
+  int index = -1;  // position in the poll() array
+};
+
+Slot& slot_for(std::vector<Slot>& slots, int fd) {
+  if (size_t(fd) >= slots.size()) slots.resize(size_t(fd) + 64);
+  return slots[size_t(fd)];
+}
+
+// The portable core: a pollfd array kept in step with the table, so a
+// pass costs one poll() call and no rebuilding.
+class PollPoller final : public Poller {
+ public:
+  const char* name() const override { return "poll"; }
+
+  void watch(int fd, unsigned interest, Watcher* watcher) override {
+    Slot& slot = slot_for(slots_, fd);
+    slot.watcher = watcher;
+    if (interest == 0) {
+      forget(fd);
+      return;
+    }
+    slot.interest = interest;
+    if (slot.index < 0) {
+      slot.index = int(fds_.size());
+      fds_.push_back(pollfd{fd, 0, 0});
+    }
+    short events = 0;
+    if (interest & kReadable) events |= POLLIN;
+    if (interest & kWritable) events |= POLLOUT;
+    fds_[size_t(slot.index)].events = events;
+  }
+
+  void forget(int fd) override {
+    if (size_t(fd) >= slots_.size()) return;
+    Slot& slot = slots_[size_t(fd)];
+    slot.interest = 0;
+    if (slot.index < 0) return;
+    size_t last = fds_.size() - 1;
+    if (size_t(slot.index) != last) {
+      fds_[size_t(slot.index)] = fds_[last];
+      slots_[size_t(fds_[last].fd)].index = slot.index;
+    }
+    fds_.pop_back();
+    slot.index = -1;
+  }
+
+  bool wait(int timeout_ms, std::vector<ReadyEvent>* ready) override {
+    ready->clear();
+    int n = ::poll(fds_.data(), nfds_t(fds_.size()), timeout_ms);
+    if (n < 0) return errno == EINTR;
+    for (const pollfd& p : fds_) {
+      if (n == 0) break;
+      if (!p.revents) continue;
+      --n;
+      unsigned events = 0;
+      if (p.revents & POLLIN) events |= kReadable;
+      if (p.revents & POLLOUT) events |= kWritable;
+      if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) events |= kHangup;
+      ready->push_back(ReadyEvent{p.fd, events, slots_[size_t(p.fd)].watcher});
+    }
+    return true;
+  }
+
+ private:
+  std::vector<Slot> slots_;
+  std::vector<pollfd> fds_;
+};
+
+#if defined(BALANCE_USE_EPOLL)
+class EpollPoller final : public Poller {
+ public:
+  EpollPoller() : epfd_(epoll_create1(EPOLL_CLOEXEC)) {}
+  ~EpollPoller() override {
+    if (epfd_ >= 0) close(epfd_);
+  }
+  bool ok() const { return epfd_ >= 0; }
+  const char* name() const override { return "epoll"; }
+
+  void watch(int fd, unsigned interest, Watcher* watcher) override {
+    Slot& slot = slot_for(slots_, fd);
+    slot.watcher = watcher;
+    if (interest == slot.interest) return;
+    if (interest == 0) {
+      forget(fd);
+      return;
+    }
+    epoll_event event{};
+    if (interest & kReadable) event.events |= EPOLLIN;
+    if (interest & kWritable) event.events |= EPOLLOUT;
+    event.data.fd = fd;
+    if (epoll_ctl(epfd_, slot.interest ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event) != 0 &&
+        errno == ENOENT)
+      epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &event);
+    slot.interest = interest;
+  }
+
+  void forget(int fd) override {
+    if (size_t(fd) >= slots_.size() || slots_[size_t(fd)].interest == 0) return;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+    slots_[size_t(fd)].interest = 0;
+  }
+
+  bool wait(int timeout_ms, std::vector<ReadyEvent>* ready) override {
+    ready->clear();
+    if (events_.size() < 256) events_.resize(256);
+    int n = epoll_wait(epfd_, events_.data(), int(events_.size()), timeout_ms);
+    if (n < 0) return errno == EINTR;
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& e = events_[size_t(i)];
+      unsigned events = 0;
+      if (e.events & EPOLLIN) events |= kReadable;
+      if (e.events & EPOLLOUT) events |= kWritable;
+      if (e.events & (EPOLLHUP | EPOLLERR)) events |= kHangup;
+      ready->push_back(ReadyEvent{e.data.fd, events, slots_[size_t(e.data.fd)].watcher});
+    }
+    return true;
+  }
+
+ private:
+  int epfd_;
+  std::vector<Slot> slots_;
+  std::vector<epoll_event> events_;
+};
+#endif
+
+#if defined(BALANCE_USE_KQUEUE)
+class KqueuePoller final : public Poller {
+ public:
+  KqueuePoller() : kq_(kqueue()) {}
+  ~KqueuePoller() override {
+    if (kq_ >= 0) close(kq_);
+  }
+  bool ok() const { return kq_ >= 0; }
+  const char* name() const override { return "kqueue"; }
+
+  void watch(int fd, unsigned interest, Watcher* watcher) override {
+    Slot& slot = slot_for(slots_, fd);
+    slot.watcher = watcher;
+    // kqueue has no filter for "errors only"; such fds are simply not
+    // watched and their hang-up is found at the next read or write.
+    interest &= kReadable | kWritable;
+    change(fd, EVFILT_READ, slot.interest & kReadable, interest & kReadable);
+    change(fd, EVFILT_WRITE, slot.interest & kWritable, interest & kWritable);
+    slot.interest = interest;
+  }
+
+  void forget(int fd) override {
+    if (size_t(fd) >= slots_.size()) return;
+    Slot& slot = slots_[size_t(fd)];
+    change(fd, EVFILT_READ, slot.interest & kReadable, 0);
+    change(fd, EVFILT_WRITE, slot.interest & kWritable, 0);
+    slot.interest = 0;
+  }
+
+  bool wait(int timeout_ms, std::vector<ReadyEvent>* ready) override {
+    ready->clear();
+    if (events_.size() < 256) events_.resize(256);
+    timespec timeout{timeout_ms / 1000, long(timeout_ms % 1000) * 1000000L};
+    int n = kevent(kq_, nullptr, 0, events_.data(), int(events_.size()),
+                   timeout_ms < 0 ? nullptr : &timeout);
+    if (n < 0) return errno == EINTR;
+    for (int i = 0; i < n; ++i) {
+      const struct kevent& e = events_[size_t(i)];
+      int fd = int(e.ident);
+      unsigned events = e.filter == EVFILT_READ ? kReadable : kWritable;
+      if (e.flags & EV_ERROR) events |= kHangup;
+      ready->push_back(ReadyEvent{fd, events, slots_[size_t(fd)].watcher});
+    }
+    return true;
+  }
+
+ private:
+  void change(int fd, short filter, unsigned had, unsigned wants) {
+    if (bool(had) == bool(wants)) return;
+    struct kevent e;
+    EV_SET(&e, uintptr_t(fd), filter, wants ? EV_ADD : EV_DELETE, 0, 0, nullptr);
+    kevent(kq_, &e, 1, nullptr, 0, nullptr);
+  }
+
+  int kq_;
+  std::vector<Slot> slots_;
+  std::vector<struct kevent> events_;
+};
+#endif
+
+}  // namespace
+
+std::unique_ptr<Poller> Poller::create() {
+#if defined(BALANCE_USE_EPOLL)
+  auto epoll = std::make_unique<EpollPoller>();
+  if (epoll->ok()) return epoll;
+#elif defined(BALANCE_USE_KQUEUE)
+  auto kq = std::make_unique<KqueuePoller>();
+  if (kq->ok()) return kq;
+#endif
+  return std::make_unique<PollPoller>();
+}

@@ -1,0 +1,660 @@
+// Relayed connections and their state machine, the listener and the
+// probes of down channels.
+//
+// A Connection has two symmetric sides, the client and the back-end. Each
+// side's buffer holds bytes read from that side and not yet written to
+// the other. Invariants:
+//  - a side is read only while its buffer has room (back-pressure), and
+//    watched for writing only while the other side's buffer has data;
+//  - a buffer exists only while it holds data;
+//  - when a side has sent EOF and its buffer is drained, the other side's
+//    write direction is shut down (half-close); the connection ends when
+//    both directions have ended, or at once on an error (then the other
+//    side gets a reset, so nothing looks complete that is not);
+//  - a connection holds a slot on `channel` from the start of its connect
+//    to its end (Connecting and Relaying), and none while Waiting.
+#include "relay.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+enum class ConnState {
+  Waiting,     // no channel free: in the pool's wait queue, no back-end fd
+  Connecting,  // non-blocking connect to `channel` in progress
+  Relaying,    // both sides open, bytes flow until both directions end
+  Closed,      // fds closed, slot released; freed at the end of the pass
+};
+
+}  // namespace
+
+struct Side {
+  Fd fd;
+  std::unique_ptr<char[]> buffer;  // bytes read from this side, [start, end)
+  uint32_t start = 0, end = 0;
+  bool read_eof = false;    // this side sent EOF
+  bool write_shut = false;  // we shut down writing to this side
+  uint64_t bytes_read = 0;
+
+  size_t pending() const { return end - start; }
+  bool has_room() const { return !buffer || end < BufferPool::kSize; }
+};
+
+struct Connection final : Watcher {
+  Proxy& proxy;
+  uint64_t id;
+  size_t index = 0;  // position in Proxy::connections_
+  ConnState state = ConnState::Waiting;
+  Side client, backend;
+  Address peer;
+  std::string key;  // client host key for hash groups
+  Channel* channel = nullptr;
+  WaitQueue::iterator waiting;
+  bool in_queue = false;     // holds an entry in the pool's wait queue
+  bool peeked_data = false;  // a waiting client has sent data already
+  std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
+  std::list<Connection*>::iterator timer_it;
+  int64_t accepted_ms = 0, connect_ms = 0, relay_ms = 0, active_ms = 0;
+  int64_t waited_ms = 0;
+  const char* end_reason = "closed";
+
+  Connection(Proxy& owner, uint64_t number) : proxy(owner), id(number) {}
+
+  void on_ready(int fd, unsigned events) override;
+  void update_interest();
+  // Moves bytes from `from` to `to`; false when the connection was closed.
+  bool pump(Side& from, Side& to, bool to_backend);
+  bool flush(Side& from, Side& to);
+  bool direction_done(const Side& from, const Side& to) const {
+    return from.read_eof && from.pending() == 0 && to.write_shut;
+  }
+  void abort(const char* reason);
+  void close_sides(bool reset);
+  void set_timer(std::list<Connection*>* list);
+};
+
+struct Probe final : Watcher {
+  Proxy& proxy;
+  Channel* channel;
+  Fd fd;
+  int64_t deadline_ms;
+  bool done = false;
+
+  Probe(Proxy& owner, Channel* target, int64_t deadline)
+      : proxy(owner), channel(target), deadline_ms(deadline) {}
+  void on_ready(int, unsigned) override {
+    if (!done) proxy.probe_done(*this, socket_error(fd.get()));
+  }
+};
+
+std::unique_ptr<char[]> BufferPool::take() {
+  if (free_.empty()) return std::unique_ptr<char[]>(new char[kSize]);
+  std::unique_ptr<char[]> buffer = std::move(free_.back());
+  free_.pop_back();
+  return buffer;
+}
+
+void BufferPool::give(std::unique_ptr<char[]> buffer) {
+  // Keep a few for the next burst; beyond that memory goes back.
+  if (free_.size() < 64) free_.push_back(std::move(buffer));
+}
+
+std::string channel_name(const Channel& channel) {
+  std::string host = channel.config.address.host_text();
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return std::to_string(channel.group) + ":" + std::to_string(channel.number) + " " + host + ":" +
+         std::to_string(channel.config.address.port());
+}
+
+// ---------------------------------------------------------------- Connection
+
+void Connection::set_timer(std::list<Connection*>* list) {
+  if (timer) timer->erase(timer_it);
+  timer = list;
+  if (list) timer_it = list->insert(list->end(), this);
+}
+
+void Connection::update_interest() {
+  Poller& poller = *proxy.state().poller;
+  if (state == ConnState::Closed) return;
+  unsigned want = 0;
+  if (state == ConnState::Waiting) {
+    // Watch for a hang-up without reading: once the client has sent data
+    // only errors can be seen without taking that data.
+    want = peeked_data ? kHangup : kReadable;
+  } else {
+    if (!client.read_eof && client.has_room()) want |= kReadable;
+    if (state == ConnState::Relaying && backend.pending()) want |= kWritable;
+  }
+  poller.watch(client.fd.get(), want, this);
+  if (!backend.fd) return;
+  want = 0;
+  if (state == ConnState::Connecting) {
+    want = kWritable;
+  } else {
+    if (!backend.read_eof && backend.has_room()) want |= kReadable;
+    if (client.pending()) want |= kWritable;
+  }
+  poller.watch(backend.fd.get(), want, this);
+}
+
+void Connection::on_ready(int fd, unsigned events) {
+  if (state == ConnState::Closed) return;
+  bool is_client = fd == client.fd.get();
+  if (!is_client && fd != backend.fd.get()) return;  // stale event
+  switch (state) {
+    case ConnState::Waiting: {
+      // A reset, or EOF before any request: the client has given up.
+      char byte;
+      ssize_t n = (events & kHangup) ? -1 : recv(fd, &byte, 1, MSG_PEEK);
+      if (n > 0) {
+        peeked_data = true;
+      } else if (n == 0 || (events & kHangup) ||
+                 (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        end_reason = "left the queue";
+        close_sides(false);
+        return;
+      }
+      break;
+    }
+    case ConnState::Connecting:
+      if (!is_client) {
+        int error = socket_error(fd);
+        if (error == 0 && (events & kHangup)) error = ECONNREFUSED;
+        if (error) {
+          proxy.connect_failed(*this, error);
+          return;
+        }
+        state = ConnState::Relaying;
+        relay_ms = active_ms = proxy.state().now_ms;
+        proxy.state().pool.connected(*channel);
+        set_timer(nullptr);
+        proxy.touch(*this);
+        if (!flush(client, backend)) return;
+      } else if (events & (kReadable | kHangup)) {
+        // Read what the client sends while the connect runs; it is
+        // written once the back-end is there.
+        if (!pump(client, backend, true)) return;
+      }
+      break;
+    case ConnState::Relaying:
+      if (is_client) {
+        if ((events & kWritable) && !flush(backend, client)) return;
+        if ((events & (kReadable | kHangup)) && !client.read_eof && client.has_room() &&
+            !pump(client, backend, true))
+          return;
+      } else {
+        if ((events & kWritable) && !flush(client, backend)) return;
+        if ((events & (kReadable | kHangup)) && !backend.read_eof && backend.has_room() &&
+            !pump(backend, client, false))
+          return;
+      }
+      if (events & kHangup) {
+        // An error or hang-up that neither reading nor writing consumed
+        // (the side is not read any more): the connection cannot go on.
+        Side& side = is_client ? client : backend;
+        int error = socket_error(fd);
+        if (error || (side.read_eof && (is_client ? backend : client).pending())) {
+          abort(error ? std::strerror(error) : "hang-up");
+          return;
+        }
+      }
+      if (direction_done(client, backend) && direction_done(backend, client)) {
+        close_sides(false);
+        return;
+      }
+      break;
+    case ConnState::Closed:
+      return;
+  }
+  update_interest();
+}
+
+bool Connection::pump(Side& from, Side& to, bool to_backend) {
+  if (!from.buffer) from.buffer = proxy.buffers().take();
+  if (from.pending() == 0) from.start = from.end = 0;
+  if (from.end == BufferPool::kSize && from.start > 0) {
+    std::memmove(from.buffer.get(), from.buffer.get() + from.start, from.pending());
+    from.end -= from.start;
+    from.start = 0;
+  }
+  ssize_t n = read(from.fd.get(), from.buffer.get() + from.end, BufferPool::kSize - from.end);
+  if (n > 0) {
+    if (proxy.state().options.packet_dump)
+      proxy.dump(*this, to_backend, from.buffer.get() + from.end, size_t(n));
+    from.end += uint32_t(n);
+    from.bytes_read += uint64_t(n);
+    if (!to_backend && channel) channel->received += uint64_t(n);
+    if (state == ConnState::Relaying) {
+      proxy.touch(*this);
+      return flush(from, to);
+    }
+    return true;
+  }
+  if (n == 0) {
+    from.read_eof = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    abort(std::strerror(errno));
+    return false;
+  }
+  if (from.pending() == 0) {
+    proxy.buffers().give(std::move(from.buffer));
+    from.start = from.end = 0;
+  }
+  if (state == ConnState::Relaying) return flush(from, to);
+  return true;
+}
+
+bool Connection::flush(Side& from, Side& to) {
+  if (from.pending()) {
+    ssize_t n = write(to.fd.get(), from.buffer.get() + from.start, from.pending());
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+      abort(std::strerror(errno));
+      return false;
+    }
+    from.start += uint32_t(n);
+    if (&to == &backend && channel) channel->sent += uint64_t(n);
+    proxy.touch(*this);
+    if (from.pending()) return true;  // short write: wait for POLLOUT
+    proxy.buffers().give(std::move(from.buffer));
+    from.start = from.end = 0;
+  }
+  if (from.read_eof && !to.write_shut) {
+    to.write_shut = true;
+    if (shutdown(to.fd.get(), SHUT_WR) != 0 && errno != ENOTCONN) {
+      abort(std::strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+void Connection::abort(const char* reason) {
+  end_reason = reason;
+  close_sides(true);
+}
+
+void Connection::close_sides(bool reset) {
+  Poller& poller = *proxy.state().poller;
+  for (Side* side : {&client, &backend}) {
+    if (!side->fd) continue;
+    poller.forget(side->fd.get());
+    if (reset) set_linger_reset(side->fd.get());
+    side->fd.reset();
+    if (side->buffer) proxy.buffers().give(std::move(side->buffer));
+  }
+  set_timer(nullptr);
+  proxy.finished(*this);
+}
+
+// ---------------------------------------------------------------- Proxy
+
+Proxy::Proxy(State& state) : state_(state) { state_.proxy = this; }
+
+Proxy::~Proxy() {
+  close_all();
+  state_.proxy = nullptr;
+}
+
+bool Proxy::listen(std::string* err) {
+  const Options& options = state_.options;
+  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+  Address address;
+  std::string why;
+  if (!resolve_address(options.bind_address, options.port, family, true, &address, &why)) {
+    *err = (options.bind_address.empty() ? options.port : options.bind_address) + ": " + why;
+    return false;
+  }
+  listener_ = listen_tcp(address, options.ipv6_only, 1024, &why);
+  if (!listener_ && options.bind_address.empty() && family == AF_UNSPEC &&
+      address.storage.ss_family == AF_INET6) {
+    // No IPv6 on this host: fall back to the IPv4 wildcard.
+    if (resolve_address("", options.port, AF_INET, true, &address, &why))
+      listener_ = listen_tcp(address, false, 1024, &why);
+  }
+  if (!listener_) {
+    *err = options.port + ": " + why;
+    return false;
+  }
+  std::string host = address.host_text();
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  state_.listen_text = host + ":" + std::to_string(address.port());
+  state_.poller->watch(listener_.get(), kReadable, this);
+  return true;
+}
+
+void Proxy::on_ready(int, unsigned) { accept_clients(); }
+
+void Proxy::accept_clients() {
+  // Bounded per pass so a flood of connects cannot starve relaying.
+  for (int i = 0; i < 64; ++i) {
+    Address peer;
+    int fd = accept_connection(listener_.get(), &peer);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(errno);
+      return;  // EAGAIN, or an aborted handshake: nothing to do
+    }
+    if (accept_failing_) {
+      accept_failing_ = false;
+      state_.log.info("accepting connections again");
+    }
+    set_nodelay(fd);
+    auto connection = std::make_unique<Connection>(*this, next_id_++);
+    connection->client.fd.reset(fd);
+    connection->peer = peer;
+    connection->key = peer.host_key();
+    connection->accepted_ms = state_.now_ms;
+    connection->index = connections_.size();
+    Connection& c = *connection;
+    connections_.push_back(std::move(connection));
+    dispatch(c);
+  }
+}
+
+void Proxy::pause_accepting(int error) {
+  // Out of descriptors: stop accepting for a moment instead of spinning
+  // on a listener that stays readable. Pending clients wait in the
+  // kernel's backlog; a connection that ends resumes accepting sooner.
+  if (!accept_failing_)
+    state_.log.warning("cannot accept: %s; pausing new connections", std::strerror(error));
+  accept_failing_ = true;
+  accept_paused_ = true;
+  accept_resume_ms_ = state_.now_ms + 100;
+  state_.poller->watch(listener_.get(), 0, this);
+}
+
+void Proxy::dispatch(Connection& c) {
+  Pool& pool = state_.pool;
+  // First come, first served: nobody passes a client that waits already
+  // (serve_queue() decides who goes first).
+  Channel* channel = pool.queue().empty() ? pool.select(c.key) : nullptr;
+  if (channel) {
+    pool.acquire(*channel);
+    connect_to(c, *channel);
+    return;
+  }
+  c.waiting = pool.enqueue(&c, c.key, state_.now_ms);
+  if (c.waiting == pool.queue().end()) {
+    log_drop("queue full");
+    c.end_reason = "queue full";
+    c.close_sides(false);
+    return;
+  }
+  c.in_queue = true;
+  c.state = ConnState::Waiting;
+  // Data or EOF already taken from the client (during a failed connect)
+  // means it asked for something: only a reset shows it has gone.
+  c.peeked_data = c.client.pending() > 0 || c.client.read_eof;
+  serve_pending_ = true;
+  c.update_interest();
+}
+
+void Proxy::connect_to(Connection& c, Channel& channel) {
+  c.channel = &channel;
+  c.state = ConnState::Connecting;
+  c.connect_ms = state_.now_ms;
+  // -B applies to back-ends of its own address family.
+  const Address& source = state_.source_address;
+  const Address* from =
+      source.length && source.storage.ss_family == channel.config.address.storage.ss_family
+          ? &source
+          : nullptr;
+  bool in_progress = false;
+  Fd fd = ::start_connect(channel.config.address, from, &in_progress);
+  if (!fd) {
+    int error = errno;
+    if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+      // Not the channel's fault: this client cannot be served now.
+      state_.pool.release(channel, -1);
+      c.channel = nullptr;
+      pause_accepting(error);
+      c.end_reason = "out of file descriptors";
+      c.close_sides(false);
+      return;
+    }
+    connect_failed(c, error);
+    return;
+  }
+  c.backend.fd = std::move(fd);
+  c.set_timer(&connecting_);
+  if (!in_progress) {
+    c.on_ready(c.backend.fd.get(), kWritable);
+    return;
+  }
+  c.update_interest();
+}
+
+void Proxy::connect_failed(Connection& c, int error) {
+  Channel& channel = *c.channel;
+  if (c.backend.fd) {
+    state_.poller->forget(c.backend.fd.get());
+    c.backend.fd.reset();
+  }
+  c.set_timer(nullptr);
+  state_.pool.release(channel, -1);
+  c.channel = nullptr;
+  if (state_.pool.connect_failed(channel, state_.now_ms))
+    state_.log.warning("channel %s %s: %s", channel_name(channel).c_str(),
+                       state_.options.autodisable ? "disabled" : "down", std::strerror(error));
+  // The client does not notice: it goes to the next choice.
+  dispatch(c);
+}
+
+void Proxy::touch(Connection& c) {
+  if (state_.options.idle_timeout_ms <= 0 || c.state != ConnState::Relaying) return;
+  if (c.timer && c.active_ms == state_.now_ms) return;
+  c.active_ms = state_.now_ms;
+  if (c.timer)
+    idle_.splice(idle_.end(), idle_, c.timer_it);
+  else
+    c.set_timer(&idle_);
+}
+
+void Proxy::finished(Connection& c) {
+  if (c.state == ConnState::Closed) return;
+  ConnState was = c.state;
+  c.state = ConnState::Closed;
+  if (c.in_queue) {
+    state_.pool.leave_queue(c.waiting);
+    c.in_queue = false;
+  }
+  if (accept_paused_) accept_resume_ms_ = state_.now_ms;  // an fd is free
+  if (state_.options.debug) {
+    std::string peer = c.peer.host_text();
+    if (peer.find(':') != std::string::npos) peer = "[" + peer + "]";
+    state_.log.info("connection %llu from %s:%d to %s: %s; sent %llu, received %llu bytes; "
+                    "waited %.3f s, lasted %.3f s",
+                    (unsigned long long)c.id, peer.c_str(), c.peer.port(),
+                    c.channel ? channel_name(*c.channel).c_str() : "no channel", c.end_reason,
+                    (unsigned long long)c.client.bytes_read,
+                    (unsigned long long)c.backend.bytes_read, double(c.waited_ms) / 1000,
+                    double(state_.now_ms - c.accepted_ms) / 1000);
+  }
+  // Released last: a deleted channel is freed with its last connection.
+  if (c.channel) {
+    int64_t relayed = was == ConnState::Relaying ? state_.now_ms - c.relay_ms : -1;
+    state_.pool.release(*c.channel, relayed);
+    serve_pending_ = true;
+  }
+  c.channel = nullptr;
+  closed_.push_back(&c);
+}
+
+void Proxy::log_drop(const char* why) {
+  // At most one line every ten seconds, however many clients are dropped.
+  ++drops_since_log_;
+  if (state_.now_ms - last_drop_log_ms_ < 10000) return;
+  state_.log.warning("%s: %llu client(s) closed", why, (unsigned long long)drops_since_log_);
+  drops_since_log_ = 0;
+  last_drop_log_ms_ = state_.now_ms;
+}
+
+void Proxy::serve_queue() {
+  serve_pending_ = false;
+  Pool& pool = state_.pool;
+  for (auto& [waiter, channel] : pool.serve_queue()) {
+    Connection& c = *static_cast<Connection*>(waiter.owner);
+    c.in_queue = false;
+    c.waited_ms = state_.now_ms - waiter.since_ms;
+    pool.record_wait(c.waited_ms);
+    connect_to(c, *channel);
+  }
+}
+
+void Proxy::expire() {
+  int64_t now = state_.now_ms;
+  for (void* owner : state_.pool.expire_waiters(now)) {
+    Connection& c = *static_cast<Connection*>(owner);
+    c.in_queue = false;
+    log_drop("queue wait limit reached");
+    c.end_reason = "queue wait limit";
+    c.close_sides(false);
+  }
+  int64_t connect_timeout = state_.options.connect_timeout_ms;
+  while (!connecting_.empty() && connecting_.front()->connect_ms + connect_timeout <= now)
+    connect_failed(*connecting_.front(), ETIMEDOUT);
+  int64_t idle_timeout = state_.options.idle_timeout_ms;
+  while (idle_timeout > 0 && !idle_.empty() && idle_.front()->active_ms + idle_timeout <= now)
+    idle_.front()->abort("idle timeout");
+  for (auto& probe : probes_)
+    if (!probe->done && probe->deadline_ms <= now) probe_done(*probe, ETIMEDOUT);
+  if (accept_paused_ && accept_resume_ms_ <= now) {
+    accept_paused_ = false;
+    state_.poller->watch(listener_.get(), kReadable, this);
+  }
+}
+
+void Proxy::start_probes() {
+  for (Channel* channel : state_.pool.due_probes(state_.now_ms)) {
+    bool probing = false;
+    for (auto& probe : probes_) probing |= !probe->done && probe->channel == channel;
+    if (probing) continue;
+    auto probe = std::make_unique<Probe>(*this, channel,
+                                         state_.now_ms + state_.options.connect_timeout_ms);
+    bool in_progress = false;
+    probe->fd = ::start_connect(channel->config.address, nullptr, &in_progress);
+    if (!probe->fd) {
+      state_.pool.probe_failed(*channel, state_.now_ms);
+      continue;
+    }
+    Probe& p = *probe;
+    probes_.push_back(std::move(probe));
+    if (in_progress)
+      state_.poller->watch(p.fd.get(), kWritable, &p);
+    else
+      probe_done(p, 0);
+  }
+}
+
+void Proxy::probe_done(Probe& probe, int error) {
+  probe.done = true;
+  if (probe.fd) {
+    state_.poller->forget(probe.fd.get());
+    probe.fd.reset();
+  }
+  if (!probe.channel) return;  // deleted meanwhile
+  if (error) {
+    state_.pool.probe_failed(*probe.channel, state_.now_ms);
+    return;
+  }
+  if (state_.pool.mark_up(*probe.channel, state_.now_ms)) {
+    state_.log.info("channel %s up", channel_name(*probe.channel).c_str());
+    serve_pending_ = true;
+  }
+}
+
+void Proxy::forget_channel(const Channel& channel) {
+  for (auto& probe : probes_)
+    if (probe->channel == &channel) {
+      probe->channel = nullptr;
+      if (!probe->done) probe_done(*probe, ECANCELED);
+    }
+}
+
+void Proxy::free_closed() {
+  for (Connection* c : closed_) {
+    size_t i = c->index;
+    assert(connections_[i].get() == c);
+    if (i + 1 != connections_.size()) {
+      connections_[i] = std::move(connections_.back());
+      connections_[i]->index = i;
+    }
+    connections_.pop_back();
+  }
+  closed_.clear();
+  probes_.erase(std::remove_if(probes_.begin(), probes_.end(),
+                               [](const std::unique_ptr<Probe>& p) { return p->done; }),
+                probes_.end());
+}
+
+void Proxy::tick() {
+  expire();
+  start_probes();
+  if (serve_pending_ && !state_.pool.queue().empty()) serve_queue();
+  serve_pending_ = false;
+  free_closed();
+}
+
+int64_t Proxy::next_deadline_ms() const {
+  int64_t next = -1;
+  auto consider = [&next](int64_t when) {
+    if (when >= 0 && (next < 0 || when < next)) next = when;
+  };
+  consider(state_.pool.next_queue_deadline_ms());
+  if (!connecting_.empty())
+    consider(connecting_.front()->connect_ms + state_.options.connect_timeout_ms);
+  if (!idle_.empty()) consider(idle_.front()->active_ms + state_.options.idle_timeout_ms);
+  for (auto& probe : probes_)
+    if (!probe->done) consider(probe->deadline_ms);
+  consider(state_.pool.next_probe_ms());
+  if (accept_paused_) consider(accept_resume_ms_);
+  if (serve_pending_) consider(state_.now_ms);
+  return next;
+}
+
+void Proxy::close_all() {
+  for (auto& c : connections_)
+    if (c->state != ConnState::Closed) c->close_sides(false);
+  free_closed();
+  for (auto& probe : probes_)
+    if (probe->fd) state_.poller->forget(probe->fd.get());
+  probes_.clear();
+  if (listener_) state_.poller->forget(listener_.get());
+  listener_.reset();
+}
+
+void Proxy::dump(const Connection& c, bool to_backend, const char* data, size_t length) {
+  // Readable always: printable ASCII as is, everything else escaped.
+  std::string text;
+  text.reserve(length + 64);
+  char head[96];
+  std::snprintf(head, sizeof head, "[%llu] %s %zu bytes\n", (unsigned long long)c.id,
+                to_backend ? "client -> server" : "server -> client", length);
+  text += head;
+  for (size_t i = 0; i < length; ++i) {
+    unsigned char ch = static_cast<unsigned char>(data[i]);
+    if (ch == '\n') {
+      text += "\\n\n";
+    } else if (ch == '\\') {
+      text += "\\\\";
+    } else if (ch >= 32 && ch < 127) {
+      text += char(ch);
+    } else {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\x%02x", ch);
+      text += escape;
+    }
+  }
+  if (text.back() != '\n') text += '\n';
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}

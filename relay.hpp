@@ -1,0 +1,91 @@
+// The proxy: the listener, the relayed connections and the probes of
+// down channels, all driven by the one readiness loop in balance.cpp.
+#ifndef BALANCE_RELAY_HPP
+#define BALANCE_RELAY_HPP
+
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "balance.hpp"
+#include "net.hpp"
+
+struct Connection;
+struct Probe;
+
+// Relay buffers are taken from here while data waits and given back as
+// soon as they are empty, so an idle connection holds none.
+class BufferPool {
+ public:
+  static constexpr size_t kSize = 32 * 1024;
+  std::unique_ptr<char[]> take();
+  void give(std::unique_ptr<char[]> buffer);
+
+ private:
+  std::vector<std::unique_ptr<char[]>> free_;
+};
+
+class Proxy final : public Watcher {
+ public:
+  explicit Proxy(State& state);
+  ~Proxy();
+
+  // Opens the listening socket; false with *err on failure.
+  bool listen(std::string* err);
+  // Once per loop pass, after the events: timers, probes, the queue and
+  // the freeing of closed connections.
+  void tick();
+  // The earliest deadline the loop must wake up for, or -1.
+  int64_t next_deadline_ms() const;
+  // A slot may have freed (a control command enabled a channel, raised
+  // maxc...): the queue is served at the end of this pass.
+  void slots_changed() { serve_pending_ = true; }
+  // A channel is about to be deleted: its probe, if any, ends.
+  void forget_channel(const Channel& channel);
+  size_t connection_count() const { return connections_.size(); }
+  // Closes every connection at once (shutdown of the process).
+  void close_all();
+
+  void on_ready(int fd, unsigned events) override;  // the listener
+
+  // Used by connections and probes.
+  State& state() { return state_; }
+  BufferPool& buffers() { return buffers_; }
+  void dispatch(Connection& connection);
+  void finished(Connection& connection);
+  void connect_failed(Connection& connection, int error);
+  void probe_done(Probe& probe, int error);
+  void touch(Connection& connection);
+  void dump(const Connection& connection, bool to_backend, const char* data, size_t length);
+
+ private:
+  void accept_clients();
+  void pause_accepting(int error);
+  void connect_to(Connection& connection, Channel& channel);
+  void serve_queue();
+  void expire();
+  void start_probes();
+  void free_closed();
+  void log_drop(const char* why);
+
+  State& state_;
+  Fd listener_;
+  BufferPool buffers_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<Connection*> closed_;  // freed at the end of the pass
+  std::vector<std::unique_ptr<Probe>> probes_;
+  // Connections ordered by deadline: all connects share -t, all relayed
+  // connections -T, so appending keeps each list sorted.
+  std::list<Connection*> connecting_;
+  std::list<Connection*> idle_;
+  uint64_t next_id_ = 1;
+  bool serve_pending_ = false;
+  bool accept_paused_ = false;   // listener not watched for a moment
+  bool accept_failing_ = false;  // logged; cleared by the next accept
+  int64_t accept_resume_ms_ = 0;
+  int64_t last_drop_log_ms_ = -1000000;
+  uint64_t drops_since_log_ = 0;
+};
+
+#endif
