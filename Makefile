@@ -36,7 +36,8 @@ tests/build/Makefile: tests/CMakeLists.txt
 check: balance tests/build/Makefile
 	cmake --build tests/build -j 2
 	cd tests/build && ctest --output-on-failure
-	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper bats tests
+	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
+	CTLTOOL=`pwd`/tests/build/ctltool HOSTILE=`pwd`/tests/build/hostile bats tests
 
 bench: balance
 	sh bench/run.sh
