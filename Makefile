@@ -16,8 +16,13 @@ BALANCE_CPPFLAGS = -std=c++17 -DBALANCE_VERSION=\"$(VERSION)\" \
 
 OBJS = balance.o control.o log.o net.o options.o poller.o pool.o relay.o stats.o
 HEADERS = balance.hpp control.hpp net.hpp options.hpp poller.hpp pool.hpp relay.hpp
-DISTFILES = Makefile README.md LICENSE balance.1 balance.cpp control.cpp net.cpp \
-	log.cpp options.cpp poller.cpp pool.cpp relay.cpp stats.cpp $(HEADERS) .ci/run
+SOURCES = balance.cpp control.cpp log.cpp net.cpp options.cpp poller.cpp pool.cpp \
+	relay.cpp stats.cpp
+DISTFILES = Makefile README.md LICENSE balance.1 $(SOURCES) $(HEADERS) .ci/run \
+	tests/CMakeLists.txt tests/test.h tests/*_test.cpp tests/*.bats \
+	tests/test_helper.bash tests/helper.cpp tests/ctltool.cpp tests/hostile.cpp \
+	tests/fuzz_parsers.cpp bench/*.cpp bench/*.sh
+DISTNAME = balance-$(VERSION)
 
 all: balance
 
@@ -53,7 +58,30 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/balance $(DESTDIR)$(MANPREFIX)/man1/balance.1
 
 clean:
-	rm -f balance $(OBJS)
-	rm -rf tests/build
+	rm -f balance $(OBJS) $(DISTNAME).tar.gz
+	rm -rf tests/build distcheck.tmp $(DISTNAME)
 
-.PHONY: all check bench install uninstall clean
+# The tarball holds what a user needs to build, test and install.
+dist:
+	rm -rf $(DISTNAME) $(DISTNAME).tar.gz
+	mkdir $(DISTNAME)
+	tar cf - $(DISTFILES) | (cd $(DISTNAME) && tar xf -)
+	tar cf - $(DISTNAME) | gzip -9 > $(DISTNAME).tar.gz
+	rm -rf $(DISTNAME)
+
+# Unpack the tarball elsewhere, build, test, install to a staging
+# directory and lint the installed man page.
+distcheck: dist
+	rm -rf distcheck.tmp
+	mkdir distcheck.tmp
+	gzip -dc $(DISTNAME).tar.gz | (cd distcheck.tmp && tar xf -)
+	cd distcheck.tmp/$(DISTNAME) && $(MAKE) && $(MAKE) check && \
+	    $(MAKE) install DESTDIR=`pwd`/../stage && \
+	    test -x ../stage$(PREFIX)/bin/balance && \
+	    mandoc -Tlint -W warning ../stage$(MANPREFIX)/man1/balance.1 && \
+	    $(MAKE) uninstall DESTDIR=`pwd`/../stage && \
+	    test ! -e ../stage$(PREFIX)/bin/balance
+	rm -rf distcheck.tmp
+	@echo "$(DISTNAME).tar.gz is ready"
+
+.PHONY: all check bench dist distcheck install uninstall clean

@@ -440,11 +440,12 @@ void Proxy::connect_failed(Connection& c, int error) {
     c.backend.fd.reset();
   }
   c.set_timer(nullptr);
-  state_.pool.release(channel, -1);
-  c.channel = nullptr;
   if (state_.pool.connect_failed(channel, state_.now_ms))
     state_.log.warning("channel %s %s: %s", channel_name(channel).c_str(),
                        state_.options.autodisable ? "disabled" : "down", std::strerror(error));
+  // Released last: a deleted channel is freed with its last connection.
+  state_.pool.release(channel, -1);
+  c.channel = nullptr;
   // The client does not notice: it goes to the next choice.
   dispatch(c);
 }
