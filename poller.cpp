@@ -7,13 +7,15 @@
 
 #include <cerrno>
 
+// POLLER=poll forces poll(); POLLER=kqueue forces kqueue (for a build
+// against libkqueue or a syntax check off the BSDs).
 #if !defined(BALANCE_POLLER_poll)
-#if defined(__linux__)
+#if defined(__linux__) && !defined(BALANCE_POLLER_kqueue)
 #define BALANCE_USE_EPOLL 1
 #include <sys/epoll.h>
 #include <unistd.h>
 #elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
-    defined(__NetBSD__) || defined(__DragonFly__)
+    defined(__NetBSD__) || defined(__DragonFly__) || defined(BALANCE_POLLER_kqueue)
 #define BALANCE_USE_KQUEUE 1
 #include <sys/event.h>
 #include <sys/time.h>
@@ -202,7 +204,7 @@ class KqueuePoller final : public Poller {
   void change(int fd, short filter, unsigned had, unsigned wants) {
     if (bool(had) == bool(wants)) return;
     struct kevent e;
-    EV_SET(&e, uintptr_t(fd), filter, wants ? EV_ADD : EV_DELETE, 0, 0, nullptr);
+    EV_SET(&e, uintptr_t(fd), filter, wants ? EV_ADD : EV_DELETE, 0, 0, 0);
     kevent(kq_, &e, 1, nullptr, 0, nullptr);
   }
 
