@@ -524,8 +524,13 @@ void Proxy::expire() {
   while (!connecting_.empty() && connecting_.front()->connect_ms + connect_timeout <= now)
     connect_failed(*connecting_.front(), ETIMEDOUT);
   int64_t idle_timeout = state_.options.idle_timeout_ms;
-  while (idle_timeout > 0 && !idle_.empty() && idle_.front()->active_ms + idle_timeout <= now)
-    idle_.front()->abort("idle timeout");
+  while (idle_timeout > 0 && !idle_.empty() && idle_.front()->active_ms + idle_timeout <= now) {
+    // Everything read was delivered: a plain close says so truthfully.
+    // Bytes still stuck in a buffer make it a reset.
+    Connection& c = *idle_.front();
+    c.end_reason = "idle timeout";
+    c.close_sides(c.client.pending() > 0 || c.backend.pending() > 0);
+  }
   for (auto& probe : probes_)
     if (!probe->done && probe->deadline_ms <= now) probe_done(*probe, ETIMEDOUT);
   if (accept_paused_ && accept_resume_ms_ <= now) {
