@@ -44,8 +44,11 @@ check: balance tests/build/Makefile
 	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
 	CTLTOOL=`pwd`/tests/build/ctltool HOSTILE=`pwd`/tests/build/hostile bats tests
 
+# Not part of check: speed against HAProxy and pen, then scheduling on a
+# simulated farm of unequal hosts.
 bench: balance
 	sh bench/run.sh
+	bash bench/farm.sh
 
 install: balance
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1

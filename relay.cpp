@@ -331,7 +331,10 @@ bool Proxy::listen(std::string* err) {
   return true;
 }
 
-void Proxy::on_ready(int, unsigned) { accept_clients(); }
+// Accepting waits for the end of the pass: a connection that ended in
+// this pass frees its slot first, so a client that reconnects at once
+// finds the fast channel it just left free again.
+void Proxy::on_ready(int, unsigned) { accept_pending_ = true; }
 
 void Proxy::accept_clients() {
   // Bounded per pass so a flood of connects cannot starve relaying.
@@ -605,6 +608,10 @@ void Proxy::free_closed() {
 void Proxy::tick() {
   expire();
   start_probes();
+  if (accept_pending_) {
+    accept_pending_ = false;
+    accept_clients();
+  }
   if (serve_pending_ && !state_.pool.queue().empty()) serve_queue();
   serve_pending_ = false;
   free_closed();

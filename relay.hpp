@@ -81,6 +81,7 @@ class Proxy final : public Watcher {
   std::list<Connection*> idle_;
   uint64_t next_id_ = 1;
   bool serve_pending_ = false;
+  bool accept_pending_ = false;  // the listener was readable this pass
   bool accept_paused_ = false;   // listener not watched for a moment
   bool accept_failing_ = false;  // logged; cleared by the next accept
   int64_t accept_resume_ms_ = 0;
