@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# Choosing a back-end (SPEC §2): maxc, fastest free slot, FIFO waiting, -q 0,
+# failover on refusal and on -t, recovery after -r, groups in order.
+# Hold servers log each client's id and count their connections; clients hold
+# their slot until told (-H) and print "SERVER ID".
+
+load test_helper
+
+# Starts a slow (maxc 2, weight 1) and a fast (maxc 2, weight 3) channel,
+# the slow one first so that neither order nor round robin explains a pass.
+fast_and_slow() {
+  start_hold slow
+  start_hold fast
+  start_balance -- "127.0.0.1:$(port_of slow):2:1" "127.0.0.1:$(port_of fast):2:3"
+}
+
+# hold_bg NAME ID SECONDS: a background client that holds its slot.
+hold_bg() { client_bg "$1" -m hold -i "$2" -g -H "$3" -x -t 30; }
+
+@test "maxc is never exceeded under a burst of 40 clients, and all 40 are served" {
+  start_hold a
+  start_hold b
+  start_balance -- "127.0.0.1:$(port_of a):2" "127.0.0.1:$(port_of b):3"
+  run -0 client -c 40 -m hold -i 0 -g -H 0.2 -x -t 30
+  [ "${#lines[@]}" -eq 40 ]
+  [ "$(max_of a)" -eq 2 ]
+  [ "$(max_of b)" -eq 3 ]
+  [ "$(sort -n "$T/a.log" "$T/b.log" | tr '\n' ' ')" = "$(seq 0 39 | tr '\n' ' ')" ]
+}
+
+@test "the fastest free slot wins: two clients go to the fast channel, the third to the slow" {
+  fast_and_slow
+  for id in 1 2 3; do
+    hold_bg "c$id" "$id" 20
+    wait_for 5 served "$id" fast slow
+  done
+  [ "$(log_of fast)" = "1 2" ]
+  [ "$(log_of slow)" = "3" ]
+}
+
+@test "a freed fast slot is preferred to a free slow one" {
+  fast_and_slow
+  hold_bg c1 1 1
+  wait_for 5 served 1 fast slow
+  hold_bg c2 2 20
+  wait_for 5 served 2 fast slow
+  hold_bg c3 3 20
+  wait_for 5 served 3 fast slow
+  finish c1
+  sleep 0.2 # let balance see the end of c1's back-end connection
+  hold_bg c4 4 20
+  wait_for 5 served 4 fast slow
+  [ "$(log_of fast)" = "1 2 4" ]
+}
+
+@test "waiting clients are served in the order they arrived" {
+  start_hold one
+  start_balance -- "127.0.0.1:$(port_of one):1"
+  hold_bg c0 0 2
+  wait_for 5 served 1 one
+  for id in 1 2 3 4 5; do
+    client_bg "c$id" -m hold -i "$id" -g -x -t 30 -r "$T/c$id.ready"
+    wait_for 5 test -e "$T/c$id.ready"
+  done
+  for id in 0 1 2 3 4 5; do finish "c$id"; done
+  [ "$(log_of one)" = "0 1 2 3 4 5" ]
+}
+
+@test "-q 0 closes a new client at once when the only slot is busy" {
+  start_hold one
+  start_balance -q 0 -- "127.0.0.1:$(port_of one):1"
+  hold_bg c1 1 20
+  wait_for 5 served 1 one
+  run -0 probe -t 3
+  [[ "$output" == closed || "$output" == reset ]]
+}
+
+@test "a refused channel is skipped and its clients are served by the next one" {
+  start_server echo echo
+  start_balance -- "127.0.0.1:$(free_port)" "127.0.0.1:$(port_of echo)"
+  for seed in 1 2 3 4; do
+    run -0 client -n 1000 -s "$seed" -x -t 5
+  done
+}
+
+@test "a refused channel in group 0 falls through to group 1" {
+  start_server echo echo
+  start_balance -- "127.0.0.1:$(free_port)" ! "127.0.0.1:$(port_of echo)"
+  run -0 client -n 1000 -x -t 5
+}
+
+@test "a down channel is probed every -r seconds and its waiting client served when it is back" {
+  port=$(free_port)
+  start_balance -r 0.5 -- "127.0.0.1:$port"
+  client_bg c1 -n 1000 -x -t 15
+  sleep 1 # c1 finds the only channel down and waits
+  running "$(pid_of c1)"
+  start_server echo echo -p "$port"
+  finish c1
+}
+
+@test "-t gives up on a back-end that never answers and the next channel serves the client" {
+  start_server hole blackhole
+  start_server echo echo
+  start_balance -t 0.5 -- "127.0.0.1:$(port_of hole)" "127.0.0.1:$(port_of echo)"
+  for seed in 1 2; do
+    run -0 client -n 1000 -s "$seed" -x -t 3
+  done
+}
+
+@test "group 1 is used only when group 0 has no free slot" {
+  start_hold g0
+  start_hold g1
+  start_balance -- "127.0.0.1:$(port_of g0):1" ! "127.0.0.1:$(port_of g1):1"
+  hold_bg c1 1 20
+  wait_for 5 served 1 g0 g1
+  hold_bg c2 2 20
+  wait_for 5 served 2 g0 g1
+  [ "$(log_of g0)" = 1 ]
+  [ "$(log_of g1)" = 2 ]
+}
