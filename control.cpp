@@ -310,7 +310,7 @@ std::string execute(const Command& command, Session& session, State& state, bool
       channel->config.host = args[1];
       channel->config.port = args[2];
       channel->config.address = address;
-      channel->health = Health::Up;
+      pool.mark_up(*channel, state.now_ms);  // a new address gets a fresh start
       if (state.proxy) state.proxy->forget_channel(*channel);
       log_change(state, *channel, "assigned");
       return "channel " + number + " assigned to " + args[1] + " " + args[2];

@@ -136,6 +136,7 @@ void Pool::remove_channel(size_t group_index, unsigned number) {
     if (group.last_chosen != SIZE_MAX && group.last_chosen >= i && group.last_chosen > 0)
       --group.last_chosen;
     channel->deleted = true;
+    if (channel->health == Health::Down) --down_channels_;
     if (channel->c > 0) retired_.push_back(std::move(channel));
     return;
   }
@@ -215,6 +216,7 @@ bool Pool::connect_failed(Channel& channel, int64_t now_ms) {
   if (options_.autodisable) return set_admin(channel, AdminState::Disabled, now_ms);
   if (channel.health == Health::Down) return false;
   channel.health = Health::Down;
+  if (!channel.deleted) ++down_channels_;
   channel.changed_ms = now_ms;
   channel.next_probe_ms = now_ms + options_.retry_ms;
   return true;
@@ -223,6 +225,7 @@ bool Pool::connect_failed(Channel& channel, int64_t now_ms) {
 bool Pool::mark_up(Channel& channel, int64_t now_ms) {
   if (channel.health == Health::Up) return false;
   channel.health = Health::Up;
+  if (!channel.deleted) --down_channels_;
   channel.changed_ms = now_ms;
   return true;
 }
@@ -236,6 +239,8 @@ bool Pool::set_admin(Channel& channel, AdminState admin, int64_t now_ms) {
 
 std::vector<Channel*> Pool::due_probes(int64_t now_ms) {
   std::vector<Channel*> due;
+  // The common case, nothing down, costs nothing however many channels.
+  if (down_channels_ == 0) return due;
   for (auto& group : groups_)
     for (auto& channel : group->channels)
       if (channel->health == Health::Down && channel->admin == AdminState::Enabled &&
@@ -253,6 +258,7 @@ void Pool::probe_failed(Channel& channel, int64_t now_ms) {
 
 int64_t Pool::next_probe_ms() const {
   int64_t next = -1;
+  if (down_channels_ == 0) return next;
   for (auto& group : groups_)
     for (auto& channel : group->channels)
       if (channel->health == Health::Down && channel->admin == AdminState::Enabled &&

@@ -191,6 +191,7 @@ class Pool {
   PoolOptions options_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<Channel>> retired_;  // deleted, c > 0
+  size_t down_channels_ = 0;  // channels in scheduling whose health is Down
   WaitQueue queue_;
   size_t queue_high_water_ = 0;
   uint64_t dropped_ = 0;

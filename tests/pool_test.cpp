@@ -133,6 +133,23 @@ TEST(down_channels_are_probed_every_retry_interval) {
   EXPECT_EQ(pool.next_probe_ms(), int64_t(-1));
 }
 
+TEST(probes_follow_down_channels_through_deletion) {
+  Pool pool;
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(0, 1));
+  Channel& b = pool.add_channel(0, config(0, 1));
+  pool.acquire(b);
+  pool.connect_failed(a, 0);
+  pool.connect_failed(b, 0);
+  EXPECT_EQ(pool.due_probes(1000000).size(), size_t(2));
+  pool.remove_channel(0, 1);  // b: retired, still held
+  pool.mark_up(b, 1);
+  EXPECT_EQ(pool.due_probes(2000000).size(), size_t(1));
+  pool.mark_up(a, 1);
+  EXPECT_EQ(pool.next_probe_ms(), int64_t(-1));
+  pool.release(b, -1);
+}
+
 TEST(autodisable_disables_instead_of_marking_down) {
   PoolOptions options;
   options.autodisable = true;
