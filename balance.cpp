@@ -17,7 +17,7 @@
 
 namespace {
 
-// SIGTERM and SIGINT reach the loop through a pipe, so a signal that
+// SIGTERM, SIGINT and SIGHUP reach the loop through a pipe, so a signal that
 // arrives just before the wait still wakes it.
 int g_signal_pipe[2] = {-1, -1};
 
@@ -57,6 +57,7 @@ bool install_signals(std::string* err) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGHUP, &action, nullptr);  // a closed terminal stops it cleanly too
   signal(SIGPIPE, SIG_IGN);
   return true;
 }

@@ -275,8 +275,13 @@ std::string execute(const Command& command, Session& session, State& state, bool
     case CommandKind::Disable: {
       bool enable = command.kind == CommandKind::Enable;
       if (!pool.set_admin(*channel, enable ? AdminState::Enabled : AdminState::Disabled,
-                          state.now_ms))
+                          state.now_ms)) {
+        if (enable && channel->health == Health::Down) {
+          channel->next_probe_ms = state.now_ms;  // the admin says it is back: look now
+          return "channel " + number + " already enabled; it is down, probing it now";
+        }
         return "channel " + number + " already " + (enable ? "enabled" : "disabled");
+      }
       log_change(state, *channel, enable ? "enabled" : "disabled");
       if (enable) {
         // Give it a fresh chance: a down channel is probed at once.

@@ -401,16 +401,20 @@ void Proxy::dispatch(Connection& c) {
   c.update_interest();
 }
 
+// -B applies to back-ends of its own address family, probes included, so
+// a probe sees the channel as the traffic will.
+const Address* Proxy::source_for(const Channel& channel) const {
+  const Address& source = state_.source_address;
+  return source.length && source.storage.ss_family == channel.config.address.storage.ss_family
+             ? &source
+             : nullptr;
+}
+
 void Proxy::connect_to(Connection& c, Channel& channel) {
   c.channel = &channel;
   c.state = ConnState::Connecting;
   c.connect_ms = state_.now_ms;
-  // -B applies to back-ends of its own address family.
-  const Address& source = state_.source_address;
-  const Address* from =
-      source.length && source.storage.ss_family == channel.config.address.storage.ss_family
-          ? &source
-          : nullptr;
+  const Address* from = source_for(channel);
   bool in_progress = false;
   Fd fd = ::start_connect(channel.config.address, from, &in_progress);
   if (!fd) {
@@ -468,6 +472,7 @@ void Proxy::finished(Connection& c) {
   ConnState was = c.state;
   c.state = ConnState::Closed;
   if (c.in_queue) {
+    c.waited_ms = state_.now_ms - c.waiting->since_ms;
     state_.pool.leave_queue(c.waiting);
     c.in_queue = false;
   }
@@ -519,6 +524,7 @@ void Proxy::expire() {
   for (void* owner : state_.pool.expire_waiters(now)) {
     Connection& c = *static_cast<Connection*>(owner);
     c.in_queue = false;
+    c.waited_ms = state_.pool.options().queue_wait_ms;
     log_drop("queue wait limit reached");
     c.end_reason = "queue wait limit";
     c.close_sides(false);
@@ -550,7 +556,7 @@ void Proxy::start_probes() {
     auto probe = std::make_unique<Probe>(*this, channel,
                                          state_.now_ms + state_.options.connect_timeout_ms);
     bool in_progress = false;
-    probe->fd = ::start_connect(channel->config.address, nullptr, &in_progress);
+    probe->fd = ::start_connect(channel->config.address, source_for(*channel), &in_progress);
     if (!probe->fd) {
       state_.pool.probe_failed(*channel, state_.now_ms);
       continue;

@@ -63,6 +63,7 @@ class Proxy final : public Watcher {
   void accept_clients();
   void pause_accepting(int error);
   void connect_to(Connection& connection, Channel& channel);
+  const Address* source_for(const Channel& channel) const;
   void serve_queue();
   void expire();
   void start_probes();
