@@ -226,3 +226,5 @@ std::unique_ptr<Poller> Poller::create() {
 #endif
   return std::make_unique<PollPoller>();
 }
+
+std::unique_ptr<Poller> Poller::create_portable() { return std::make_unique<PollPoller>(); }

@@ -36,6 +36,8 @@ struct ReadyEvent {
 class Poller {
  public:
   static std::unique_ptr<Poller> create();
+  // The portable poll() back-end, whatever the build prefers.
+  static std::unique_ptr<Poller> create_portable();
   virtual ~Poller() = default;
   virtual const char* name() const = 0;
   // Sets fd's interest; cheap when it does not change.
