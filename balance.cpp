@@ -106,6 +106,26 @@ bool build_pool(State& state, std::string* err) {
   return true;
 }
 
+bool check_listen_names(const Options& options, std::string* err) {
+  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+  Address address;
+  std::string why;
+  if (!resolve_address(options.bind_address, options.port, family, true, &address, &why)) {
+    int port;
+    std::string port_why;
+    bool port_ok = resolve_port(options.port, &port, &port_why);
+    *err = (port_ok ? "-b " + options.bind_address : options.port) + ": " + why;
+    return false;
+  }
+  if (!options.stats_port.empty() &&
+      !resolve_address(options.stats_address, options.stats_port, AF_UNSPEC, true, &address,
+                       &why)) {
+    *err = "-s " + options.stats_address + ":" + options.stats_port + ": " + why;
+    return false;
+  }
+  return true;
+}
+
 // Detaches from the terminal; the parent exits 0 only now, when the
 // listener and the control socket are known to be up.
 bool detach(State& state, std::string* err) {
@@ -151,6 +171,9 @@ int run_proxy(State& state) {
   state.now_ms = monotonic_ms();
   if (!install_signals(&err)) return fail(err);
 
+  // Names are checked before anything listens, so that a bad -b, port or
+  // -s is an argument error; what listen() reports after is the system's.
+  if (!check_listen_names(state.options, &err)) return usage_error(err);
   Proxy proxy(state);
   if (!proxy.listen(&err)) return fail(err);
   ControlServer control(state);

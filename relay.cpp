@@ -15,6 +15,7 @@
 //    to its end (Connecting and Relaying), and none while Waiting.
 #include "relay.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,6 +106,10 @@ void BufferPool::give(std::unique_ptr<char[]> buffer) {
   // Keep a few for the next burst; beyond that memory goes back.
   if (free_.size() < 64) free_.push_back(std::move(buffer));
 }
+
+// One descriptor kept in reserve, so that a client accepted with the
+// last free descriptor can still open its back-end socket.
+Fd open_reserve() { return Fd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
 std::string channel_name(const Channel& channel) {
   std::string host = channel.config.address.host_text();
@@ -328,6 +333,7 @@ bool Proxy::listen(std::string* err) {
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   state_.listen_text = host + ":" + std::to_string(address.port());
   state_.poller->watch(listener_.get(), kReadable, this);
+  reserve_ = open_reserve();
   return true;
 }
 
@@ -346,9 +352,11 @@ void Proxy::accept_clients() {
         pause_accepting(errno);
       return;  // EAGAIN, or an aborted handshake: nothing to do
     }
-    if (accept_failing_) {
+    // One line per shortage: it ends after ten seconds without one, so a
+    // limit that is hit again and again is not logged again and again.
+    if (accept_failing_ && state_.now_ms - fd_shortage_ms_ >= 10000) {
       accept_failing_ = false;
-      state_.log.info("accepting connections again");
+      state_.log.info("file descriptors available again");
     }
     set_nodelay(fd);
     auto connection = std::make_unique<Connection>(*this, next_id_++);
@@ -370,6 +378,7 @@ void Proxy::pause_accepting(int error) {
   if (!accept_failing_)
     state_.log.warning("cannot accept: %s; pausing new connections", std::strerror(error));
   accept_failing_ = true;
+  fd_shortage_ms_ = state_.now_ms;
   accept_paused_ = true;
   accept_resume_ms_ = state_.now_ms + 100;
   state_.poller->watch(listener_.get(), 0, this);
@@ -417,6 +426,13 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
   const Address* from = source_for(channel);
   bool in_progress = false;
   Fd fd = ::start_connect(channel.config.address, from, &in_progress);
+  if (!fd && (errno == EMFILE || errno == ENFILE) && reserve_) {
+    // The client took the last descriptor: the reserve makes room for its
+    // back-end, and accepting pauses until the reserve can be had again.
+    reserve_.reset();
+    pause_accepting(EMFILE);
+    fd = ::start_connect(channel.config.address, from, &in_progress);
+  }
   if (!fd) {
     int error = errno;
     if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
@@ -476,7 +492,10 @@ void Proxy::finished(Connection& c) {
     state_.pool.leave_queue(c.waiting);
     c.in_queue = false;
   }
-  if (accept_paused_) accept_resume_ms_ = state_.now_ms;  // an fd is free
+  // A connection that had its back-end frees two descriptors: enough to
+  // accept and serve one more client at once.
+  if (accept_paused_ && (was == ConnState::Relaying || was == ConnState::Connecting))
+    accept_resume_ms_ = state_.now_ms;
   if (state_.options.debug) {
     std::string peer = c.peer.host_text();
     if (peer.find(':') != std::string::npos) peer = "[" + peer + "]";
@@ -543,8 +562,13 @@ void Proxy::expire() {
   for (auto& probe : probes_)
     if (!probe->done && probe->deadline_ms <= now) probe_done(*probe, ETIMEDOUT);
   if (accept_paused_ && accept_resume_ms_ <= now) {
-    accept_paused_ = false;
-    state_.poller->watch(listener_.get(), kReadable, this);
+    if (!reserve_) reserve_ = open_reserve();
+    if (!reserve_) {
+      accept_resume_ms_ = now + 100;  // still no descriptor to spare
+    } else {
+      accept_paused_ = false;
+      state_.poller->watch(listener_.get(), kReadable, this);
+    }
   }
 }
 

@@ -72,6 +72,7 @@ class Proxy final : public Watcher {
 
   State& state_;
   Fd listener_;
+  Fd reserve_;  // a spare descriptor for the back-end of the last client
   BufferPool buffers_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<Connection*> closed_;  // freed at the end of the pass
@@ -84,7 +85,8 @@ class Proxy final : public Watcher {
   bool serve_pending_ = false;
   bool accept_pending_ = false;  // the listener was readable this pass
   bool accept_paused_ = false;   // listener not watched for a moment
-  bool accept_failing_ = false;  // logged; cleared by the next accept
+  bool accept_failing_ = false;  // a shortage was logged
+  int64_t fd_shortage_ms_ = 0;   // when descriptors last ran out
   int64_t accept_resume_ms_ = 0;
   int64_t last_drop_log_ms_ = -1000000;
   uint64_t drops_since_log_ = 0;
