@@ -174,10 +174,12 @@ int run_proxy(State& state) {
   // Names are checked before anything listens, so that a bad -b, port or
   // -s is an argument error; what listen() reports after is the system's.
   if (!check_listen_names(state.options, &err)) return usage_error(err);
-  Proxy proxy(state);
-  if (!proxy.listen(&err)) return fail(err);
+  // The control socket first: a second balance for the same port finds
+  // the first one there and says "already running".
   ControlServer control(state);
   if (!control.listen(&err)) return fail(err);
+  Proxy proxy(state);
+  if (!proxy.listen(&err)) return fail(err);
   StatsServer stats(state);
   if (!state.options.stats_port.empty() && !stats.listen(&err)) return fail(err);
   // -p writes to stdout, so it keeps balance in the foreground.

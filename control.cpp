@@ -111,8 +111,16 @@ unsigned number_arg(const std::string& word) { return unsigned(std::strtoul(word
 
 }  // namespace
 
+bool blank_line(const std::string& line) {
+  size_t length = line.size();
+  if (length && line[length - 1] == '\r') --length;
+  return line.find_first_not_of(" \t") >= length;
+}
+
 bool parse_command(const std::string& raw, Command* command, bool* empty, std::string* err) {
-  *empty = false;
+  // Blank lines get no reply, however long: server and client agree.
+  *empty = blank_line(raw);
+  if (*empty) return true;
   std::string line = raw;
   if (!line.empty() && line.back() == '\r') line.pop_back();
   for (unsigned char ch : line)
@@ -513,6 +521,7 @@ struct ControlServer::Client final : Watcher {
     while (!closing && (newline = in.find('\n')) != std::string::npos) {
       std::string line = in.substr(0, newline);
       in.erase(0, newline + 1);
+      if (blank_line(line)) continue;
       if (line.size() > kMaxLine) {
         reply(false, "error: line too long (at most " + std::to_string(kMaxLine) + " bytes)");
         continue;
@@ -582,7 +591,7 @@ bool ControlServer::listen(std::string* err) {
     int fd = connect_unix(path_);
     if (fd >= 0) {
       ::close(fd);
-      *err = "already running on port " + state_.options.port + " (socket " + path_ + ")";
+      *err = "already running (socket " + path_ + ")";
       return false;
     }
     unlink(path_.c_str());  // left by an instance that died
@@ -776,11 +785,11 @@ int run_control_client(const Options& options) {
   size_t group = 0;
   bool ended = false;
   if (options.mode == Mode::Command) {
-    // Several commands may be given, separated by ';'; the first error
-    // stops the run.
+    // Several commands may be given, separated by ';' or newlines; the
+    // first error stops the run.
     size_t start = 0;
     while (start <= options.command.size() && !ended) {
-      size_t semicolon = options.command.find(';', start);
+      size_t semicolon = options.command.find_first_of(";\n", start);
       if (semicolon == std::string::npos) semicolon = options.command.size();
       std::string line = options.command.substr(start, semicolon - start);
       start = semicolon + 1;

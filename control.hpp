@@ -29,6 +29,9 @@ struct Command {
 // commands. An empty line parses to nothing (*empty set).
 bool parse_command(const std::string& line, Command* command, bool* empty, std::string* err);
 
+// True for a line of blanks (and an optional trailing CR): no command.
+bool blank_line(const std::string& line);
+
 // The text of `help`, generated from the keyword table.
 std::string help_text();
 
