@@ -646,17 +646,28 @@ void ControlServer::accept_clients() {
       ::close(fd);
       continue;
     }
-    if (clients_.size() >= kMaxClients) {
-      const char busy[] = "error: too many control connections\n\n";
-      ssize_t ignored = write(fd, busy, sizeof busy - 1);
+    if (live_clients() >= kMaxClients) {
+      // The least recently active session makes room, so idle sessions
+      // can never lock the administrator out.
+      Client* oldest = nullptr;
+      for (auto& client : clients_)
+        if (!client->closed && (!oldest || client->active_ms < oldest->active_ms))
+          oldest = client.get();
+      const char busy[] = "error: too many control connections; closing the idlest\n\n";
+      ssize_t ignored = write(oldest->fd.get(), busy, sizeof busy - 1);
       (void)ignored;
-      ::close(fd);
-      continue;
+      close_client(*oldest);
     }
     clients_.push_back(std::make_unique<Client>(*this, fd));
     clients_.back()->active_ms = state_.now_ms;
     state_.poller->watch(fd, kReadable, clients_.back().get());
   }
+}
+
+size_t ControlServer::live_clients() const {
+  size_t live = 0;
+  for (auto& client : clients_) live += !client->closed;
+  return live;
 }
 
 void ControlServer::close_client(Client& client) {

@@ -75,6 +75,7 @@ class ControlServer final : public Watcher {
   struct Client;
   void accept_clients();
   void close_client(Client& client);
+  size_t live_clients() const;
 
   State& state_;
   Fd listener_;

@@ -342,9 +342,17 @@ void StatsServer::on_ready(int, unsigned) {
     Address peer;
     int fd = accept_connection(listener_.get(), &peer);
     if (fd < 0) return;
-    if (clients_.size() >= kMaxHttpClients) {
-      ::close(fd);
-      continue;
+    size_t live = 0;
+    for (auto& client : clients_) live += !client->closed;
+    if (live >= kMaxHttpClients) {
+      // The oldest request makes room: slow clients cannot hold the
+      // statistics hostage.
+      auto oldest = std::min_element(
+          clients_.begin(), clients_.end(),
+          [](const std::unique_ptr<Client>& a, const std::unique_ptr<Client>& b) {
+            return a->closed != b->closed ? b->closed : a->deadline_ms < b->deadline_ms;
+          });
+      close_client(**oldest);  // freed in tick(), after this pass's events
     }
     clients_.push_back(std::make_unique<Client>(*this, fd, state_.now_ms + kRequestMs));
     state_.poller->watch(fd, kReadable, clients_.back().get());

@@ -332,6 +332,16 @@ show_answers() {
   show_answers
 }
 
+@test "idle control sessions cannot lock the administrator out" {
+  start_server echo echo
+  up -- "127.0.0.1:$(port_of echo)"
+  spawn idle "$CTLTOOL" hold -n 100 -H 5 -r "$T/held" "$T/ctl.sock"
+  wait_for 10 test -e "$T/held"
+  # Held sessions still open: a new one closes the idlest and is answered.
+  [[ $(ctl version) == "balance "* ]]
+  finish idle
+}
+
 @test "a control client that never reads its replies blocks nobody" {
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
