@@ -19,7 +19,7 @@ HEADERS = balance.hpp control.hpp net.hpp options.hpp poller.hpp pool.hpp relay.
 SOURCES = balance.cpp control.cpp log.cpp net.cpp options.cpp poller.cpp pool.cpp \
 	relay.cpp stats.cpp
 DISTFILES = Makefile README.md LICENSE balance.1 $(SOURCES) $(HEADERS) .ci/run \
-	tests/CMakeLists.txt tests/test.h tests/*_test.cpp tests/*.bats \
+	tests/CMakeLists.txt tests/test.h tests/testnet.hpp tests/*_test.cpp tests/*.bats \
 	tests/test_helper.bash tests/helper.cpp tests/ctltool.cpp tests/hostile.cpp \
 	tests/fuzz_parsers.cpp bench/*.cpp bench/*.sh
 DISTNAME = balance-$(VERSION)

@@ -10,32 +10,6 @@
 
 load test_helper
 
-: "${CTLTOOL:=$TESTS_DIR/build/ctltool}"
-
-eval "_helper_$(declare -f teardown)"
-teardown() {
-  _helper_teardown
-  if [ -f "$T/rmdirs" ]; then
-    while read -r dir; do rm -rf "$dir"; done <"$T/rmdirs"
-  fi
-}
-
-# up [OPTIONS] -- CHANNEL...: start_balance, then wait for the control socket
-# too (it is made just after the port listens).
-up() {
-  start_balance "$@"
-  wait_for 5 test -S "$T/ctl.sock"
-}
-
-# ctl COMMANDS: balance -c against the balance under test.
-ctl() { "$BALANCE" -S "$T/ctl.sock" -c "$1" "$BAL_PORT"; }
-
-# ctltool ARGS...: the control and HTTP client of tests/ctltool.cpp.
-ctltool() {
-  [ -x "$CTLTOOL" ] || { echo "no ctltool at $CTLTOOL (build tests/)" >&2; return 1; }
-  "$CTLTOOL" "$@"
-}
-
 # field NAME: the value of column NAME for channel 0 of group 0 in show csv.
 field() {
   ctl "show csv" | awk -F, -v name="$1" '
@@ -65,6 +39,7 @@ as_user() {
   fi
   command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
   AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+  tools_for_others
   U=$(mktemp -d /tmp/balance-ctl.XXXXXX)
   echo "$U" >>"$T/rmdirs"
   chmod 755 "$U"

@@ -38,22 +38,16 @@
 // status: 0 as described, 1 failure (or a malformed reply), 2 deadline passed.
 // POSIX and the C++17 standard library only.
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cmath>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -61,54 +55,11 @@
 #include <string>
 #include <vector>
 
+#include "testnet.hpp"
+
 namespace {
 
-const char* g_cmd = "ctltool";
-
-[[noreturn]] void die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fprintf(stderr, "ctltool %s: ", g_cmd);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::exit(1);
-}
-
-double now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
-}
-
-int ms_until(double deadline) {
-  double left = deadline - now();
-  if (left <= 0) return 0;
-  return int(std::min(left, 3600.0) * 1000) + 1;
-}
-
-uint64_t parse_u64(const char* s, const char* what) {
-  if (*s < '0' || *s > '9') die("%s: not a number: %s", what, s);
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0') die("%s: not a number: %s", what, s);
-  return v;
-}
-
-double parse_sec(const char* s, const char* what) {
-  errno = 0;
-  char* end = nullptr;
-  double v = std::strtod(s, &end);
-  if (errno != 0 || *end != '\0' || end == s || !std::isfinite(v) || v < 0 || v > 1e6)
-    die("%s: not a number of seconds: %s", what, s);
-  return v;
-}
-
-void set_nonblock(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) die("fcntl: %s", std::strerror(errno));
-}
+using namespace testnet;
 
 // Decodes \n \r \t \0 \\ \xHH in a command-line argument.
 std::string unescape(const std::string& in) {
@@ -145,12 +96,7 @@ std::string unescape(const std::string& in) {
 struct Rng {
   uint64_t s;
   explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64_next(s); }
   size_t below(size_t n) { return n ? size_t(next() % n) : 0; }
   bool chance(unsigned percent) { return below(100) < percent; }
 };
@@ -176,7 +122,7 @@ Target target_from(int argc, char** argv, int first) {
 // non-blocking on return.
 int connect_target(const Target& t, double deadline, std::string* why) {
   int fd = -1;
-  int rc;
+  int rc, err;
   if (!t.path.empty()) {
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
@@ -198,43 +144,19 @@ int connect_target(const Target& t, double deadline, std::string* why) {
       close(fd);
       return -1;
     }
+    err = rc == 0 ? 0 : errno;
+    if (err == EINPROGRESS) err = wait_connect(fd, deadline);
   } else {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    int gai = getaddrinfo(t.host.c_str(), t.port.c_str(), &hints, &res);
-    if (gai != 0) die("%s port %s: %s", t.host.c_str(), t.port.c_str(), gai_strerror(gai));
-    fd = socket(res->ai_family, SOCK_STREAM, 0);
-    if (fd < 0) die("socket: %s", std::strerror(errno));
-    set_nonblock(fd);
-    rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    addrinfo* res = resolve(t.host, t.port, false);
+    fd = start_connect(res, &err);
     freeaddrinfo(res);
+    if (fd < 0) die("socket: %s", std::strerror(err));
+    if (err == 0) err = wait_connect(fd, deadline);
   }
-  if (rc != 0 && errno != EINPROGRESS) {
-    *why = std::strerror(errno);
+  if (err != 0) {
+    *why = err == ETIMEDOUT ? "timeout" : std::strerror(err);
     close(fd);
     return -1;
-  }
-  if (rc != 0) {
-    pollfd p{fd, POLLOUT, 0};
-    int r;
-    while ((r = poll(&p, 1, ms_until(deadline))) < 0 && errno == EINTR) {
-    }
-    if (r == 0) {
-      *why = "timeout";
-      close(fd);
-      return -1;
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) {
-      *why = std::strerror(err);
-      close(fd);
-      return -1;
-    }
   }
   return fd;
 }
@@ -1073,6 +995,7 @@ int fuzz_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_tool = g_cmd = "ctltool";
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) die("usage: ctltool send|hold|http|fuzz ...");
   std::string cmd = argv[1];

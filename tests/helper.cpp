@@ -47,23 +47,17 @@
 // HASH is FNV-1a 64 in 16 lower-case hex digits. The byte streams come from
 // splitmix64, so client and server regenerate them instead of storing them.
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
-#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -74,71 +68,11 @@
 #include <string>
 #include <vector>
 
+#include "testnet.hpp"
+
 namespace {
 
-const char* g_cmd = "helper";
-
-[[noreturn]] void die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fprintf(stderr, "helper %s: ", g_cmd);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::exit(1);
-}
-
-double now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-// Strict number parsing: the whole string, in range, or die.
-uint64_t parse_u64(const char* s, const char* what) {
-  if (*s < '0' || *s > '9') die("%s: not a number: %s", what, s);
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0') die("%s: not a number: %s", what, s);
-  return v;
-}
-
-double parse_sec(const char* s, const char* what) {
-  errno = 0;
-  char* end = nullptr;
-  double v = std::strtod(s, &end);
-  if (errno != 0 || *end != '\0' || end == s || !std::isfinite(v) || v < 0 || v > 1e6)
-    die("%s: not a number of seconds: %s", what, s);
-  return v;
-}
-
-void set_nonblock(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) die("fcntl: %s", std::strerror(errno));
-}
-
-// Writes content to path via a temporary file and rename(), so that a test
-// polling the file never sees it half written.
-void write_atomic(const std::string& path, const std::string& content) {
-  if (path.empty()) return;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << content;
-    if (!f) die("cannot write %s", tmp.c_str());
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) die("rename %s: %s", path.c_str(), std::strerror(errno));
-}
-
-void append_line(const std::string& path, const std::string& line) {
-  if (path.empty()) return;
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd < 0) die("open %s: %s", path.c_str(), std::strerror(errno));
-  std::string l = line + "\n";
-  if (write(fd, l.data(), l.size()) != static_cast<ssize_t>(l.size())) die("write %s", path.c_str());
-  close(fd);
-}
+using namespace testnet;
 
 // ---- deterministic bytes and their checksum ---------------------------------
 
@@ -177,10 +111,7 @@ class Stream {
     uint64_t p = pos_++;
     if (p < prefix_.size()) return prefix_[p];
     if (have_ == 0) {
-      uint64_t z = (s_ += 0x9e3779b97f4a7c15ULL);
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      word_ = z ^ (z >> 31);
+      word_ = splitmix64_next(s_);
       have_ = 8;
     }
     char c = static_cast<char>(word_ & 0xff);
@@ -200,71 +131,12 @@ class Stream {
 
 // ---- sockets -----------------------------------------------------------------
 
-addrinfo* resolve(const std::string& host, const std::string& port, bool passive) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) die("%s port %s: %s", host.c_str(), port.c_str(), gai_strerror(rc));
-  return res;
-}
-
-int local_port(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) die("getsockname: %s", std::strerror(errno));
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
-int listen_on(const std::string& addr, int port, int backlog) {
-  addrinfo* ai = resolve(addr, std::to_string(port), true);
-  int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-  if (fd < 0) die("socket: %s", std::strerror(errno));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
-    die("bind %s port %d: %s", addr.c_str(), port, std::strerror(errno));
-  if (listen(fd, backlog) != 0) die("listen: %s", std::strerror(errno));
-  freeaddrinfo(ai);
-  set_nonblock(fd);
-  return fd;
-}
-
 // Connects before the deadline. Returns the fd, or -1 with *why set to a word
 // the caller can print ("refused", "timeout", or the errno text).
 int connect_to(const std::string& host, const std::string& port, double deadline, std::string* why) {
-  addrinfo* res = resolve(host, port, false);
-  int fd = -1;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-    if (fd < 0) continue;
-    set_nonblock(fd);
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    int err = rc == 0 ? 0 : errno;
-    if (err == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      for (;;) {
-        double left = deadline - now();
-        if (left <= 0) { err = ETIMEDOUT; break; }
-        int n = poll(&p, 1, static_cast<int>(left * 1000) + 1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n > 0) {
-          socklen_t len = sizeof err;
-          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-          break;
-        }
-      }
-    }
-    if (err == 0) break;
-    *why = err == ECONNREFUSED ? "refused" : err == ETIMEDOUT ? "timeout" : std::strerror(err);
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
+  int err = 0;
+  int fd = connect_tcp(host, port, deadline, &err);
+  if (fd < 0) *why = err == ECONNREFUSED ? "refused" : err == ETIMEDOUT ? "timeout" : std::strerror(err);
   return fd;
 }
 
@@ -449,11 +321,9 @@ int Server::run() {
     // dropped and a connect to this port neither succeeds nor fails.
     for (int i = 0; i < 4; i++) {
       addrinfo* ai = resolve(o_.addr, std::to_string(port), false);
-      int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-      set_nonblock(fd);
-      connect(fd, ai->ai_addr, ai->ai_addrlen);
+      int err = 0;
+      fillers.push_back(start_connect(ai, &err));
       freeaddrinfo(ai);
-      fillers.push_back(fd);
     }
     usleep(100 * 1000);
   }
@@ -861,6 +731,7 @@ int wait_listen_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_tool = g_cmd = "helper";
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) die("usage: helper echo|sink|source|hold|blackhole|mute|client|probe|freeport|wait-listen ...");
   g_cmd = argv[1];

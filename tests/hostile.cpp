@@ -67,22 +67,17 @@
 // regenerated and both ends compare the bytes themselves: stronger than a
 // checksum, and cheap enough for gigabytes.
 
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -93,50 +88,14 @@
 #include <string>
 #include <vector>
 
+#include "testnet.hpp"
+
 namespace {
 
-const char* g_cmd = "hostile";
+using namespace testnet;
+
 const size_t kChunk = 64 * 1024;
 const uint64_t kNone = ~uint64_t(0);
-
-[[noreturn]] void die(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  std::fprintf(stderr, "hostile %s: ", g_cmd);
-  std::vfprintf(stderr, fmt, ap);
-  std::fputc('\n', stderr);
-  va_end(ap);
-  std::exit(1);
-}
-
-double now() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
-}
-
-uint64_t parse_u64(const char* s, const char* what) {
-  if (*s < '0' || *s > '9') die("%s: not a number: %s", what, s);
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0') die("%s: not a number: %s", what, s);
-  return v;
-}
-
-double parse_sec(const char* s, const char* what) {
-  errno = 0;
-  char* end = nullptr;
-  double v = std::strtod(s, &end);
-  if (errno != 0 || *end != '\0' || end == s || !std::isfinite(v) || v < 0 || v > 1e6)
-    die("%s: not a number of seconds: %s", what, s);
-  return v;
-}
-
-void set_nonblock(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) die("fcntl: %s", std::strerror(errno));
-}
 
 // Many idle connections need many descriptors: take the hard limit.
 void raise_fd_limit() {
@@ -145,26 +104,6 @@ void raise_fd_limit() {
     r.rlim_cur = r.rlim_max;
     setrlimit(RLIMIT_NOFILE, &r);
   }
-}
-
-// The file appears whole or not at all, for tests that poll it.
-void write_atomic(const std::string& path, const std::string& content) {
-  if (path.empty()) return;
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) die("cannot write %s: %s", tmp.c_str(), std::strerror(errno));
-  std::fputs(content.c_str(), f);
-  if (std::fclose(f) != 0) die("cannot write %s", tmp.c_str());
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) die("rename %s: %s", path.c_str(), std::strerror(errno));
-}
-
-void append_line(const std::string& path, const std::string& line) {
-  if (path.empty()) return;
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  if (fd < 0) die("open %s: %s", path.c_str(), std::strerror(errno));
-  std::string l = line + "\n";
-  if (write(fd, l.data(), l.size()) != ssize_t(l.size())) die("write %s", path.c_str());
-  close(fd);
 }
 
 std::string fmt(const char* f, ...) {
@@ -178,30 +117,23 @@ std::string fmt(const char* f, ...) {
 
 // ---- position-addressable byte streams -----------------------------------------
 
-inline uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// Byte p of stream(seed) is byte p%8 (little-end first) of mix(seed*K + p/8).
+// Byte p of stream(seed) is byte p%8 (little-end first) of splitmix64(seed*K + p/8).
 void gen(uint64_t seed, uint64_t off, char* out, size_t len) {
   uint64_t base = seed * 0x100000001b3ULL;
   size_t i = 0;
   while (i < len && ((off + i) & 7)) {
     uint64_t p = off + i;
-    out[i++] = char(mix(base + (p >> 3)) >> (8 * (p & 7)));
+    out[i++] = char(splitmix64(base + (p >> 3)) >> (8 * (p & 7)));
   }
   for (; i + 8 <= len; i += 8) {
-    uint64_t w = mix(base + ((off + i) >> 3));
+    uint64_t w = splitmix64(base + ((off + i) >> 3));
     unsigned char* o = reinterpret_cast<unsigned char*>(out + i);
     o[0] = uint8_t(w), o[1] = uint8_t(w >> 8), o[2] = uint8_t(w >> 16), o[3] = uint8_t(w >> 24);
     o[4] = uint8_t(w >> 32), o[5] = uint8_t(w >> 40), o[6] = uint8_t(w >> 48), o[7] = uint8_t(w >> 56);
   }
   for (; i < len; ++i) {
     uint64_t p = off + i;
-    out[i] = char(mix(base + (p >> 3)) >> (8 * (p & 7)));
+    out[i] = char(splitmix64(base + (p >> 3)) >> (8 * (p & 7)));
   }
 }
 
@@ -239,102 +171,17 @@ uint64_t get64(const char* p) {
 
 // ---- sockets ---------------------------------------------------------------------
 
-addrinfo* resolve(const std::string& host, const std::string& port, bool passive) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) die("%s port %s: %s", host.c_str(), port.c_str(), gai_strerror(rc));
-  return res;
-}
-
-int local_port(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) die("getsockname: %s", std::strerror(errno));
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
-int listen_on(const std::string& addr, int port, int backlog) {
-  addrinfo* ai = resolve(addr, std::to_string(port), true);
-  int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-  if (fd < 0) die("socket: %s", std::strerror(errno));
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
-    die("bind %s port %d: %s", addr.c_str(), port, std::strerror(errno));
-  if (listen(fd, backlog) != 0) die("listen: %s", std::strerror(errno));
-  freeaddrinfo(ai);
-  set_nonblock(fd);
-  return fd;
-}
-
-// Starts a non-blocking connect; -1 only when no socket could be made.
-// *err is 0 (connected or in progress) or the immediate error.
-int start_connect(const addrinfo* ai, int* err) {
-  int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-  if (fd < 0) {
-    *err = errno;
-    return -1;
-  }
-  set_nonblock(fd);
-  *err = 0;
-  if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) *err = errno;
-  return fd;
-}
-
-int so_error(int fd) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-  return err;
-}
-
 // Blocking-style connect bounded by deadline; -1 with *why on failure.
 int connect_by(const std::string& host, const std::string& port, double deadline, std::string* why) {
-  addrinfo* res = resolve(host, port, false);
   int err = 0;
-  int fd = start_connect(res, &err);
-  freeaddrinfo(res);
-  if (fd < 0) {
-    *why = std::strerror(err);
-    return -1;
-  }
-  if (err == 0) {
-    pollfd p{fd, POLLOUT, 0};
-    for (;;) {
-      double left = deadline - now();
-      if (left <= 0) {
-        err = ETIMEDOUT;
-        break;
-      }
-      int n = poll(&p, 1, int(left * 1000) + 1);
-      if (n > 0) {
-        err = so_error(fd);
-        break;
-      }
-    }
-  }
-  if (err) {
-    *why = std::strerror(err);
-    close(fd);
-    return -1;
-  }
+  int fd = connect_tcp(host, port, deadline, &err);
+  if (fd < 0) *why = std::strerror(err);
   return fd;
 }
 
 void linger_reset(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-}
-
-int ms_until(double deadline, double cap = 1.0) {
-  double left = std::min(deadline - now(), cap);
-  return left <= 0 ? 0 : int(left * 1000) + 1;
 }
 
 // ---- servers ---------------------------------------------------------------------
@@ -642,7 +489,7 @@ int Server::run() {
     }
     double wake = end;
     if (mode_ == Mode::SlowRead) wake = std::min(wake, next_slow);
-    int n = poll(pfds.data(), pfds.size(), ms_until(wake));
+    int n = poll(pfds.data(), pfds.size(), ms_until(wake, 1.0));
     if (n < 0 && errno != EINTR) die("poll: %s", std::strerror(errno));
     for (size_t i = 1; i < pfds.size(); ++i)
       if (pfds[i].revents) on_event(*conns_[i - 1], pfds[i].revents);
@@ -787,7 +634,7 @@ class Integrity {
 
 void Integrity::plan() {
   uint64_t state = o_.seed * 7919 + 17;
-  auto rnd = [&state]() { return mix(state++); };
+  auto rnd = [&state]() { return splitmix64(state++); };
   // Uniform sizes in [0, max], plus the edge cases below.
   auto pick = [&]() -> uint64_t { return rnd() % (o_.max_bytes + 1); };
   conns_.resize(size_t(o_.conns));
@@ -985,7 +832,7 @@ int Integrity::run() {
                      (unsigned long long)c->down, c->rd_eof ? " and EOF" : ""));
       break;
     }
-    int n = poll(pfds.data(), pfds.size(), ms_until(deadline));
+    int n = poll(pfds.data(), pfds.size(), ms_until(deadline, 1.0));
     if (n < 0 && errno != EINTR) die("poll: %s", std::strerror(errno));
     for (size_t i = 0; i < pfds.size(); ++i) {
       CConn& c = *which[i];
@@ -1113,7 +960,7 @@ int end_main(int argc, char** argv) {
       break;
     }
     pollfd p{fd, short(POLLIN | (sent < send_bytes ? POLLOUT : 0)), 0};
-    poll(&p, 1, ms_until(deadline));
+    poll(&p, 1, ms_until(deadline, 1.0));
     if (p.revents & POLLOUT) {
       size_t len = size_t(std::min<uint64_t>(send_bytes - sent, sizeof buf));
       gen(7, sent, buf, len);
@@ -1437,7 +1284,7 @@ int whoami_main(int argc, char** argv) {
   size_t got = 0;
   while (got < sizeof greet && now() < deadline) {
     pollfd p{fd, POLLIN, 0};
-    poll(&p, 1, ms_until(deadline));
+    poll(&p, 1, ms_until(deadline, 1.0));
     ssize_t n = read(fd, greet + got, sizeof greet - got);
     if (n == 0) die("EOF after %zu bytes of the greeting", got);
     if (n < 0 && errno != EAGAIN && errno != EINTR) die("read: %s", std::strerror(errno));
@@ -1454,6 +1301,7 @@ int whoami_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  g_tool = g_cmd = "hostile";
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2)

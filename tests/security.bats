@@ -11,28 +11,6 @@
 
 load test_helper
 
-: "${CTLTOOL:=$TESTS_DIR/build/ctltool}"
-
-eval "_helper_$(declare -f teardown)"
-teardown() {
-  _helper_teardown
-  if [ -f "$T/rmdirs" ]; then
-    while read -r dir; do rm -rf "$dir"; done <"$T/rmdirs"
-  fi
-}
-
-up() {
-  start_balance "$@"
-  wait_for 5 test -S "$T/ctl.sock"
-}
-
-ctl() { "$BALANCE" -S "$T/ctl.sock" -c "$1" "$BAL_PORT"; }
-
-ctltool() {
-  [ -x "$CTLTOOL" ] || { echo "no ctltool at $CTLTOOL (build tests/)" >&2; return 1; }
-  "$CTLTOOL" "$@"
-}
-
 # mode_of PATH: the permission string ls shows, e.g. drwx------.
 mode_of() { ls -ld "$1" | cut -c1-10; }
 
@@ -54,6 +32,7 @@ as_user() {
   else
     command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
     AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    tools_for_others
     open_dir
     U=$W
     chown nobody "$U"
@@ -220,6 +199,7 @@ show_answers() {
   wait_for 5 test -S "$W/ctl.sock"
   chmod 666 "$W/ctl.sock" # only the uid check stands in the way now
   nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+  tools_for_others
   run -0 "${nobody[@]}" "$CTLTOOL" send -t 3 -a 'kill\n' "$W/ctl.sock"
   [ "$output" = "error: permission denied" ]
   run -1 "${nobody[@]}" "$BALANCE" -S "$W/ctl.sock" -c kill "$BAL_PORT"

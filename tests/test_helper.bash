@@ -4,14 +4,16 @@
 # does not wait for it), logs under $BATS_TEST_TMPDIR, and is recorded by PID;
 # teardown kills exactly those PIDs. Every wait here is bounded.
 #
-# BALANCE and HELPER may be set by the caller (make check does); by default
-# they are the balance binary at the top of the repo and tests/build/helper.
+# BALANCE, HELPER and CTLTOOL may be set by the caller (make check does); by
+# default they are the balance binary at the top of the repo and
+# tests/build/helper and tests/build/ctltool.
 
 bats_require_minimum_version 1.5.0
 
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${BALANCE:=$TESTS_DIR/../balance}"
 : "${HELPER:=$TESTS_DIR/build/helper}"
+: "${CTLTOOL:=$TESTS_DIR/build/ctltool}"
 
 setup() {
   T=$BATS_TEST_TMPDIR
@@ -22,17 +24,22 @@ setup() {
 }
 
 teardown() {
-  local pid
-  [ -f "$T/pids" ] || return 0
-  while read -r pid; do kill -TERM "$pid" 2>/dev/null || true; done <"$T/pids"
-  while read -r pid; do
-    wait_for 3 not_running "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done <"$T/pids"
-  # Shown by bats only when the test failed.
-  if [ -s "$T/balance.err" ]; then
-    echo "# balance stderr:"
-    sed 's/^/#   /' "$T/balance.err"
+  local pid dir
+  if [ -f "$T/pids" ]; then
+    while read -r pid; do kill -TERM "$pid" 2>/dev/null || true; done <"$T/pids"
+    while read -r pid; do
+      wait_for 3 not_running "$pid" || kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    done <"$T/pids"
+    # Shown by bats only when the test failed.
+    if [ -s "$T/balance.err" ]; then
+      echo "# balance stderr:"
+      sed 's/^/#   /' "$T/balance.err"
+    fi
+  fi
+  # Directories a test made outside $T, listed one a line in $T/rmdirs.
+  if [ -f "$T/rmdirs" ]; then
+    while read -r dir; do rm -rf "$dir"; done <"$T/rmdirs"
   fi
 }
 
@@ -127,6 +134,22 @@ start_balance() {
   "$HELPER" wait-listen -t 5 -b "$BAL_ADDR" "$BAL_PORT"
 }
 
+# up [OPTIONS] -- CHANNEL...: start_balance, then wait for the control socket
+# too (it is made just after the port listens).
+up() {
+  start_balance "$@"
+  wait_for 5 test -S "$T/ctl.sock"
+}
+
+# ctl COMMANDS: balance -c against the balance under test.
+ctl() { "$BALANCE" -S "$T/ctl.sock" -c "$1" "$BAL_PORT"; }
+
+# ctltool ARGS...: the control and HTTP client of tests/ctltool.cpp.
+ctltool() {
+  [ -x "$CTLTOOL" ] || { echo "no ctltool at $CTLTOOL (build tests/)" >&2; return 1; }
+  "$CTLTOOL" "$@"
+}
+
 # client [OPTIONS]: a helper client (see helper.cpp) through balance.
 client() { "$HELPER" client "$@" "$BAL_ADDR" "$BAL_PORT"; }
 
@@ -141,3 +164,21 @@ probe() { "$HELPER" probe "$@" "$BAL_ADDR" "$BAL_PORT"; }
 
 # now_ms: a clock for generous elapsed-time bounds.
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+
+# tools_for_others: when root, copy balance and ctltool into a directory
+# anyone may enter, and use the copies: the build tree may sit in a private
+# directory (mktemp -d is 0700) that nobody cannot reach.
+tools_for_others() {
+  [ "$(id -u)" -eq 0 ] || return 0
+  local dir
+  dir=$(mktemp -d /tmp/balance-bin.XXXXXX)
+  echo "$dir" >>"$T/rmdirs"
+  chmod 755 "$dir"
+  cp "$BALANCE" "$dir/balance"
+  BALANCE=$dir/balance
+  if [ -x "$CTLTOOL" ]; then
+    cp "$CTLTOOL" "$dir/ctltool"
+    CTLTOOL=$dir/ctltool
+  fi
+  chmod 755 "$dir"/*
+}
