@@ -77,6 +77,7 @@ Fd listen_tcp(const Address& address, bool v6only, int backlog, std::string* err
     *err = sys_error("bind");
     return Fd();
   }
+  set_nodelay(fd.get());  // inherited by accepted sockets on most systems
   if (listen(fd.get(), backlog) != 0) {
     *err = sys_error("listen");
     return Fd();

@@ -358,7 +358,9 @@ void Proxy::accept_clients() {
       accept_failing_ = false;
       state_.log.info("file descriptors available again");
     }
-    set_nodelay(fd);
+#if !defined(__linux__)
+    set_nodelay(fd);  // Linux passes the listener's TCP_NODELAY on
+#endif
     auto connection = std::make_unique<Connection>(*this, next_id_++);
     connection->client.fd.reset(fd);
     connection->peer = peer;
