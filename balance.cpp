@@ -86,7 +86,7 @@ int usage_error(const std::string& message) {
 // Resolves every channel of the command line into the pool.
 bool build_pool(State& state, std::string* err) {
   const Options& options = state.options;
-  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+  int family = address_family(options);
   for (const GroupSpec& group : options.groups) {
     state.pool.add_group(group.type);
     for (const ChannelSpec& spec : group.channels) {
@@ -106,11 +106,13 @@ bool build_pool(State& state, std::string* err) {
   return true;
 }
 
-bool check_listen_names(const Options& options, std::string* err) {
-  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
-  Address address;
+// Resolves the listening addresses once, before anything listens, so that
+// a bad -b, port or -s is an argument error.
+bool resolve_listen_addresses(State& state, std::string* err) {
+  const Options& options = state.options;
   std::string why;
-  if (!resolve_address(options.bind_address, options.port, family, true, &address, &why)) {
+  if (!resolve_address(options.bind_address, options.port, address_family(options), true,
+                       &state.listen_address, &why)) {
     int port;
     std::string port_why;
     bool port_ok = resolve_port(options.port, &port, &port_why);
@@ -118,8 +120,8 @@ bool check_listen_names(const Options& options, std::string* err) {
     return false;
   }
   if (!options.stats_port.empty() &&
-      !resolve_address(options.stats_address, options.stats_port, AF_UNSPEC, true, &address,
-                       &why)) {
+      !resolve_address(options.stats_address, options.stats_port, AF_UNSPEC, true,
+                       &state.stats_address, &why)) {
     *err = "-s " + options.stats_address + ":" + options.stats_port + ": " + why;
     return false;
   }
@@ -171,9 +173,8 @@ int run_proxy(State& state) {
   state.now_ms = monotonic_ms();
   if (!install_signals(&err)) return fail(err);
 
-  // Names are checked before anything listens, so that a bad -b, port or
-  // -s is an argument error; what listen() reports after is the system's.
-  if (!check_listen_names(state.options, &err)) return usage_error(err);
+  // What listen() reports after this is the system's, not the user's.
+  if (!resolve_listen_addresses(state, &err)) return usage_error(err);
   // The control socket first: a second balance for the same port finds
   // the first one there and says "already running".
   ControlServer control(state);

@@ -42,6 +42,8 @@ struct State {
   time_t started = 0;      // wall clock at start, for statistics
   std::string listen_text; // "addr:port" as listened on
   Address source_address;  // -B, resolved once (port 0)
+  Address listen_address;  // -b and the port, resolved once
+  Address stats_address;   // -s, resolved once
   std::string socket_path; // the control socket
   bool stopping = false;
 };

@@ -207,7 +207,7 @@ Group* current_group(State& state, const Session& session) {
 
 bool resolve_channel(State& state, const std::string& host, const std::string& port,
                      Address* address, std::string* why) {
-  int family = state.options.ipv4_only ? AF_INET : state.options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+  int family = address_family(state.options);
   std::string bare = host;
   if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
   if (!resolve_address(bare, port, family, false, address, why)) {

@@ -328,6 +328,10 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
   return true;
 }
 
+int address_family(const Options& options) {
+  return options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
+}
+
 bool resolve_port(const std::string& port, int* number, std::string* err) {
   uint64_t value;
   if (parse_unsigned(port, 1, 65535, &value)) {

@@ -62,6 +62,9 @@ bool parse_unsigned(const std::string& text, uint64_t lo, uint64_t hi, uint64_t*
 // Seconds as a decimal with at most three fractional digits, in ms.
 bool parse_seconds(const std::string& text, int64_t lo_ms, int64_t hi_ms, int64_t* ms);
 
+// AF_INET for -4, AF_INET6 for -6, else AF_UNSPEC.
+int address_family(const Options& options);
+
 // A port number 1..65535 or a service name; false with *err = why.
 bool resolve_port(const std::string& port, int* number, std::string* err);
 // Resolves host and port into an address; family AF_UNSPEC, AF_INET or

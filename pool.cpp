@@ -31,6 +31,12 @@ int Address::port() const {
   return 0;
 }
 
+std::string Address::text() const {
+  std::string host = host_text();
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(port());
+}
+
 void Address::set_port(int number) {
   if (storage.ss_family == AF_INET)
     reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(uint16_t(number));

@@ -32,6 +32,8 @@ struct Address {
   // "192.0.2.1" or "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4).
   std::string host_text() const;
   int port() const;
+  // "host:port", an IPv6 host in brackets: "[::1]:80".
+  std::string text() const;
   void set_port(int port);
   // Bytes that identify the host (not the port) for hashing; IPv4-mapped
   // IPv6 addresses give the same key as the IPv4 address.

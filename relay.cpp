@@ -112,10 +112,8 @@ void BufferPool::give(std::unique_ptr<char[]> buffer) {
 Fd open_reserve() { return Fd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
 std::string channel_name(const Channel& channel) {
-  std::string host = channel.config.address.host_text();
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return std::to_string(channel.group) + ":" + std::to_string(channel.number) + " " + host + ":" +
-         std::to_string(channel.config.address.port());
+  return std::to_string(channel.group) + ":" + std::to_string(channel.number) + " " +
+         channel.config.address.text();
 }
 
 // ---------------------------------------------------------------- Connection
@@ -311,15 +309,10 @@ Proxy::~Proxy() {
 
 bool Proxy::listen(std::string* err) {
   const Options& options = state_.options;
-  int family = options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
-  Address address;
+  Address address = state_.listen_address;  // resolved at start-up
   std::string why;
-  if (!resolve_address(options.bind_address, options.port, family, true, &address, &why)) {
-    *err = (options.bind_address.empty() ? options.port : options.bind_address) + ": " + why;
-    return false;
-  }
   listener_ = listen_tcp(address, options.ipv6_only, 1024, &why);
-  if (!listener_ && options.bind_address.empty() && family == AF_UNSPEC &&
+  if (!listener_ && options.bind_address.empty() && address_family(options) == AF_UNSPEC &&
       address.storage.ss_family == AF_INET6) {
     // No IPv6 on this host: fall back to the IPv4 wildcard.
     if (resolve_address("", options.port, AF_INET, true, &address, &why))
@@ -329,9 +322,7 @@ bool Proxy::listen(std::string* err) {
     *err = options.port + ": " + why;
     return false;
   }
-  std::string host = address.host_text();
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  state_.listen_text = host + ":" + std::to_string(address.port());
+  state_.listen_text = address.text();
   state_.poller->watch(listener_.get(), kReadable, this);
   reserve_ = open_reserve();
   return true;
@@ -499,11 +490,9 @@ void Proxy::finished(Connection& c) {
   if (accept_paused_ && (was == ConnState::Relaying || was == ConnState::Connecting))
     accept_resume_ms_ = state_.now_ms;
   if (state_.options.debug) {
-    std::string peer = c.peer.host_text();
-    if (peer.find(':') != std::string::npos) peer = "[" + peer + "]";
-    state_.log.info("connection %llu from %s:%d to %s: %s; sent %llu, received %llu bytes; "
+    state_.log.info("connection %llu from %s to %s: %s; sent %llu, received %llu bytes; "
                     "waited %.3f s, lasted %.3f s",
-                    (unsigned long long)c.id, peer.c_str(), c.peer.port(),
+                    (unsigned long long)c.id, c.peer.text().c_str(),
                     c.channel ? channel_name(*c.channel).c_str() : "no channel", c.end_reason,
                     (unsigned long long)c.client.bytes_read,
                     (unsigned long long)c.backend.bytes_read, double(c.waited_ms) / 1000,

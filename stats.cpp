@@ -321,14 +321,9 @@ StatsServer::~StatsServer() {
 }
 
 bool StatsServer::listen(std::string* err) {
-  Address address;
   std::string why;
   const Options& options = state_.options;
-  if (!resolve_address(options.stats_address, options.stats_port, AF_UNSPEC, true, &address, &why)) {
-    *err = "-s " + options.stats_address + ":" + options.stats_port + ": " + why;
-    return false;
-  }
-  listener_ = listen_tcp(address, true, 64, &why);
+  listener_ = listen_tcp(state_.stats_address, true, 64, &why);  // resolved at start-up
   if (!listener_) {
     *err = "-s " + options.stats_address + ":" + options.stats_port + ": " + why;
     return false;
