@@ -38,6 +38,10 @@ std::string address_text(const Channel& channel) {
   return channel.config.address.host_text();
 }
 
+double mean_wait_seconds(const Pool& pool) {
+  return pool.waited() ? seconds(int64_t(pool.wait_total_ms())) / double(pool.waited()) : 0.0;
+}
+
 const char* type_name(GroupType type) { return type == GroupType::Hash ? "hash" : "rr"; }
 
 template <typename Visit>
@@ -92,13 +96,12 @@ std::string render_show(const State& state) {
                    mean_job_seconds(channel));
   });
   const Pool& pool = state.pool;
-  double wait_mean = pool.waited() ? seconds(int64_t(pool.wait_total_ms())) / double(pool.waited()) : 0;
   text += format("\nqueue: %zu waiting, high-water %zu, limit %zu, wait limit %.3f s; "
                  "%llu dropped",
                  pool.queue().size(), pool.queue_high_water(), pool.options().queue_limit,
                  seconds(pool.options().queue_wait_ms), (unsigned long long)pool.dropped());
   text += format("\nwaited: %llu clients, mean %.3f s, max %.3f s",
-                 (unsigned long long)pool.waited(), wait_mean, seconds(pool.wait_max_ms()));
+                 (unsigned long long)pool.waited(), mean_wait_seconds(pool), seconds(pool.wait_max_ms()));
   return text;
 }
 
@@ -132,7 +135,7 @@ std::string render_json(const State& state) {
       pool.queue().size(), pool.queue_high_water(), pool.options().queue_limit,
       seconds(pool.options().queue_wait_ms), (unsigned long long)pool.dropped(),
       (unsigned long long)pool.waited(),
-      pool.waited() ? seconds(int64_t(pool.wait_total_ms())) / double(pool.waited()) : 0.0,
+      mean_wait_seconds(pool),
       seconds(pool.wait_max_ms()));
   const auto& groups = pool.groups();
   for (size_t g = 0; g < groups.size(); ++g) {
