@@ -191,7 +191,10 @@ class KqueuePoller final : public Poller {
       const struct kevent& e = events_[size_t(i)];
       int fd = int(e.ident);
       unsigned events = e.filter == EVFILT_READ ? kReadable : kWritable;
-      if (e.flags & EV_ERROR) events |= kHangup;
+      // A failed connect shows as EOF on the write filter (the error in
+      // fflags): a hang-up, as poll() and epoll report it.
+      if ((e.flags & EV_ERROR) || (e.filter == EVFILT_WRITE && (e.flags & EV_EOF)))
+        events |= kHangup;
       ready->push_back(ReadyEvent{fd, events, slots_[size_t(fd)].watcher});
     }
     return true;

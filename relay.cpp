@@ -169,8 +169,13 @@ void Connection::on_ready(int fd, unsigned events) {
     }
     case ConnState::Connecting:
       if (!is_client) {
-        int error = socket_error(fd);
-        if (error == 0 && (events & kHangup)) error = ECONNREFUSED;
+        // Every poller reports a failed connect as a hang-up, so a plain
+        // "writable" means connected and needs no SO_ERROR query.
+        int error = 0;
+        if (events & kHangup) {
+          error = socket_error(fd);
+          if (error == 0) error = ECONNREFUSED;
+        }
         if (error) {
           proxy.connect_failed(*this, error);
           return;
@@ -199,6 +204,10 @@ void Connection::on_ready(int fd, unsigned events) {
             !pump(backend, client, false))
           return;
       }
+      if (direction_done(client, backend) && direction_done(backend, client)) {
+        close_sides(false);
+        return;
+      }
       if (events & kHangup) {
         // An error or hang-up that neither reading nor writing consumed
         // (the side is not read any more): the connection cannot go on.
@@ -208,10 +217,6 @@ void Connection::on_ready(int fd, unsigned events) {
           abort(error ? std::strerror(error) : "hang-up");
           return;
         }
-      }
-      if (direction_done(client, backend) && direction_done(backend, client)) {
-        close_sides(false);
-        return;
       }
       break;
     case ConnState::Closed:
@@ -272,6 +277,9 @@ bool Connection::flush(Side& from, Side& to) {
   }
   if (from.read_eof && !to.write_shut) {
     to.write_shut = true;
+    // When the other direction has ended too, the close that follows at
+    // once sends the FIN: no shutdown() of its own.
+    if (direction_done(to, from)) return true;
     if (shutdown(to.fd.get(), SHUT_WR) != 0 && errno != ENOTCONN) {
       abort(std::strerror(errno));
       return false;
