@@ -1,5 +1,6 @@
-// Socket helpers (see net.hpp). Linux's accept4 sits behind an #ifdef;
-// the portable accept + fcntl path is kept and built with -DBALANCE_PORTABLE_1 (make PORTABLE=1).
+// Socket helpers (see net.hpp). Linux's accept4 and splice sit behind
+// #ifdefs; the portable accept + fcntl path and the copying relay are
+// kept and built with -DBALANCE_PORTABLE_1 (make PORTABLE=1).
 #include "net.hpp"
 
 #include <fcntl.h>
@@ -120,3 +121,47 @@ int socket_error(int fd) {
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
   return error;
 }
+
+#if defined(__linux__) && !defined(BALANCE_PORTABLE_1)
+
+Pipe open_pipe() {
+  int fds[2];
+  Pipe pipe;
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return pipe;
+  pipe.read_end.reset(fds[0]);
+  pipe.write_end.reset(fds[1]);
+  // A larger pipe moves a bulk stream in fewer calls. When the system's
+  // limit refuses it, the 64 KiB default still works: splice_in() is then
+  // simply cut short.
+  fcntl(fds[1], F_SETPIPE_SZ, int(kPipeSize));
+  return pipe;
+}
+
+long splice_in(int socket, const Pipe& pipe, size_t length) {
+  return splice(socket, nullptr, pipe.write_end.get(), nullptr, length,
+                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+long splice_out(const Pipe& pipe, int socket, size_t length) {
+  return splice(pipe.read_end.get(), nullptr, socket, nullptr, length,
+                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+
+#else
+
+Pipe open_pipe() {
+  errno = ENOSYS;
+  return Pipe();
+}
+
+long splice_in(int, const Pipe&, size_t) {
+  errno = ENOSYS;
+  return -1;
+}
+
+long splice_out(const Pipe&, int, size_t) {
+  errno = ENOSYS;
+  return -1;
+}
+
+#endif

@@ -58,4 +58,27 @@ Fd start_connect(const Address& to, const Address* from, bool* in_progress);
 // The pending error of a socket (SO_ERROR), 0 when none.
 int socket_error(int fd);
 
+// Linux can move relayed bytes socket -> pipe -> socket without copying
+// them through user space (splice). Elsewhere, and with PORTABLE=1,
+// kHaveSplice is false, open_pipe() fails and the relay copies instead.
+#if defined(__linux__) && !defined(BALANCE_PORTABLE_1)
+constexpr bool kHaveSplice = true;
+#else
+constexpr bool kHaveSplice = false;
+#endif
+
+struct Pipe {
+  Fd read_end, write_end;
+  explicit operator bool() const { return bool(read_end); }
+};
+
+// A non-blocking pipe holding up to kPipeSize bytes; an invalid Pipe
+// with errno set when none can be had.
+constexpr size_t kPipeSize = 256 * 1024;
+Pipe open_pipe();
+// Moves up to `length` bytes between a socket and a pipe; read()'s and
+// write()'s results (0 = EOF on the socket, -1 with errno).
+long splice_in(int socket, const Pipe& pipe, size_t length);
+long splice_out(const Pipe& pipe, int socket, size_t length);
+
 #endif

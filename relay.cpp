@@ -2,11 +2,11 @@
 // probes of down channels.
 //
 // A Connection has two symmetric sides, the client and the back-end. Each
-// side's buffer holds bytes read from that side and not yet written to
-// the other. Invariants:
+// side's buffer (and, for a bulk stream on Linux, its pipe) holds bytes
+// read from that side and not yet written to the other. Invariants:
 //  - a side is read only while its buffer has room (back-pressure), and
 //    watched for writing only while the other side's buffer has data;
-//  - a buffer exists only while it holds data;
+//  - a buffer or pipe is held only while it holds data;
 //  - when a side has sent EOF and its buffer is drained, the other side's
 //    write direction is shut down (half-close); the connection ends when
 //    both directions have ended, or at once on an error (then the other
@@ -40,12 +40,24 @@ struct Side {
   Fd fd;
   std::unique_ptr<char[]> buffer;  // bytes read from this side, [start, end)
   uint32_t start = 0, end = 0;
+  // A side whose read once filled the buffer is a bulk stream: from then
+  // on its bytes go through `pipe` (splice, no copy) whenever the buffer
+  // is empty. The buffer's bytes are always older than the pipe's.
+  bool bulk = false;
+  Pipe pipe;               // taken only while bytes wait in it
+  uint32_t piped = 0;      // bytes in the pipe
+  bool pipe_full = false;  // splice_in() could not add to a non-empty pipe
   bool read_eof = false;    // this side sent EOF
   bool write_shut = false;  // we shut down writing to this side
   uint64_t bytes_read = 0;
 
-  size_t pending() const { return end - start; }
-  bool has_room() const { return !buffer || end < BufferPool::kSize; }
+  size_t buffered() const { return end - start; }
+  size_t pending() const { return buffered() + piped; }
+  bool splicing() const { return bulk && buffered() == 0; }
+  bool has_room() const {
+    if (splicing()) return !pipe_full && piped < kPipeSize;
+    return !buffer || end < BufferPool::kSize;
+  }
 };
 
 struct Connection final : Watcher {
@@ -72,7 +84,12 @@ struct Connection final : Watcher {
   void update_interest();
   // Moves bytes from `from` to `to`; false when the connection was closed.
   bool pump(Side& from, Side& to, bool to_backend);
+  bool pump_pipe(Side& from, Side& to, bool to_backend);
+  // Bytes that arrived from `from` (counters, dump) and onwards to `to`.
+  bool received(Side& from, Side& to, bool to_backend, const char* data, size_t length);
   bool flush(Side& from, Side& to);
+  bool flush_pipe(Side& from, Side& to);
+  void return_storage(Side& side);
   bool direction_done(const Side& from, const Side& to) const {
     return from.read_eof && from.pending() == 0 && to.write_shut;
   }
@@ -105,6 +122,17 @@ std::unique_ptr<char[]> BufferPool::take() {
 void BufferPool::give(std::unique_ptr<char[]> buffer) {
   // Keep a few for the next burst; beyond that memory goes back.
   if (free_.size() < 64) free_.push_back(std::move(buffer));
+}
+
+Pipe PipePool::take() {
+  if (free_.empty()) return open_pipe();
+  Pipe pipe = std::move(free_.back());
+  free_.pop_back();
+  return pipe;
+}
+
+void PipePool::give(Pipe pipe) {
+  if (free_.size() < 8) free_.push_back(std::move(pipe));
 }
 
 // One descriptor kept in reserve, so that a client accepted with the
@@ -226,25 +254,23 @@ void Connection::on_ready(int fd, unsigned events) {
 }
 
 bool Connection::pump(Side& from, Side& to, bool to_backend) {
+  if (from.splicing()) return pump_pipe(from, to, to_backend);
   if (!from.buffer) from.buffer = proxy.buffers().take();
-  if (from.pending() == 0) from.start = from.end = 0;
+  if (from.buffered() == 0) from.start = from.end = 0;
   if (from.end == BufferPool::kSize && from.start > 0) {
-    std::memmove(from.buffer.get(), from.buffer.get() + from.start, from.pending());
+    std::memmove(from.buffer.get(), from.buffer.get() + from.start, from.buffered());
     from.end -= from.start;
     from.start = 0;
   }
-  ssize_t n = read(from.fd.get(), from.buffer.get() + from.end, BufferPool::kSize - from.end);
+  size_t room = BufferPool::kSize - from.end;
+  ssize_t n = read(from.fd.get(), from.buffer.get() + from.end, room);
   if (n > 0) {
-    if (proxy.state().options.packet_dump)
-      proxy.dump(*this, to_backend, from.buffer.get() + from.end, size_t(n));
+    // A full read says more is coming: splice from now on (not when the
+    // bytes must be seen, for -p).
+    if (size_t(n) == room && kHaveSplice && !proxy.state().options.packet_dump)
+      from.bulk = true;
     from.end += uint32_t(n);
-    from.bytes_read += uint64_t(n);
-    if (!to_backend && channel) channel->received += uint64_t(n);
-    if (state == ConnState::Relaying) {
-      proxy.touch(*this);
-      return flush(from, to);
-    }
-    return true;
+    return received(from, to, to_backend, from.buffer.get() + from.end - n, size_t(n));
   }
   if (n == 0) {
     from.read_eof = true;
@@ -252,17 +278,62 @@ bool Connection::pump(Side& from, Side& to, bool to_backend) {
     abort(std::strerror(errno));
     return false;
   }
-  if (from.pending() == 0) {
-    proxy.buffers().give(std::move(from.buffer));
-    from.start = from.end = 0;
-  }
+  return_storage(from);
   if (state == ConnState::Relaying) return flush(from, to);
   return true;
 }
 
+bool Connection::pump_pipe(Side& from, Side& to, bool to_backend) {
+  if (!from.pipe) {
+    from.pipe = proxy.pipes().take();
+    if (!from.pipe) {
+      from.bulk = false;  // no descriptors to spare: copy instead
+      return pump(from, to, to_backend);
+    }
+  }
+  long n = splice_in(from.fd.get(), from.pipe, kPipeSize - from.piped);
+  if (n > 0) {
+    from.piped += uint32_t(n);
+    return received(from, to, to_backend, nullptr, size_t(n));
+  }
+  if (n == 0) {
+    from.read_eof = true;
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    // The socket is empty, or the pipe has no room left (it counts pages,
+    // not bytes): either way reading waits until the pipe drains.
+    if (from.piped) from.pipe_full = true;
+  } else {
+    abort(std::strerror(errno));
+    return false;
+  }
+  return_storage(from);
+  if (state == ConnState::Relaying) return flush(from, to);
+  return true;
+}
+
+bool Connection::received(Side& from, Side& to, bool to_backend, const char* data,
+                          size_t length) {
+  if (data && proxy.state().options.packet_dump) proxy.dump(*this, to_backend, data, length);
+  from.bytes_read += length;
+  if (!to_backend && channel) channel->received += length;
+  if (state != ConnState::Relaying) return true;  // written once connected
+  proxy.touch(*this);
+  return flush(from, to);
+}
+
+// Gives the side's buffer and pipe back to their pools once empty, so
+// that an idle connection holds neither.
+void Connection::return_storage(Side& side) {
+  if (side.buffer && side.buffered() == 0) {
+    proxy.buffers().give(std::move(side.buffer));
+    side.start = side.end = 0;
+  }
+  if (side.pipe && side.piped == 0) proxy.pipes().give(std::move(side.pipe));
+}
+
 bool Connection::flush(Side& from, Side& to) {
-  if (from.pending()) {
-    ssize_t n = write(to.fd.get(), from.buffer.get() + from.start, from.pending());
+  if (from.buffered()) {
+    ssize_t n = write(to.fd.get(), from.buffer.get() + from.start, from.buffered());
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
       abort(std::strerror(errno));
@@ -271,10 +342,11 @@ bool Connection::flush(Side& from, Side& to) {
     from.start += uint32_t(n);
     if (&to == &backend && channel) channel->sent += uint64_t(n);
     proxy.touch(*this);
-    if (from.pending()) return true;  // short write: wait for POLLOUT
-    proxy.buffers().give(std::move(from.buffer));
-    from.start = from.end = 0;
+    if (from.buffered()) return true;  // short write: wait for POLLOUT
+    return_storage(from);
   }
+  if (from.piped && !flush_pipe(from, to)) return false;
+  if (from.pending()) return true;
   if (from.read_eof && !to.write_shut) {
     to.write_shut = true;
     // When the other direction has ended too, the close that follows at
@@ -285,6 +357,21 @@ bool Connection::flush(Side& from, Side& to) {
       return false;
     }
   }
+  return true;
+}
+
+bool Connection::flush_pipe(Side& from, Side& to) {
+  long n = splice_out(from.pipe, to.fd.get(), from.piped);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+    abort(std::strerror(errno));
+    return false;
+  }
+  from.piped -= uint32_t(n);
+  from.pipe_full = false;
+  if (&to == &backend && channel) channel->sent += uint64_t(n);
+  proxy.touch(*this);
+  return_storage(from);
   return true;
 }
 
@@ -301,6 +388,9 @@ void Connection::close_sides(bool reset) {
     if (reset) set_linger_reset(side->fd.get());
     side->fd.reset();
     if (side->buffer) proxy.buffers().give(std::move(side->buffer));
+    // A pipe that still holds bytes is closed with them, never reused.
+    if (side->pipe && side->piped == 0) proxy.pipes().give(std::move(side->pipe));
+    side->pipe = Pipe();
   }
   set_timer(nullptr);
   proxy.finished(*this);
@@ -378,6 +468,7 @@ void Proxy::pause_accepting(int error) {
   // kernel's backlog; a connection that ends resumes accepting sooner.
   if (!accept_failing_)
     state_.log.warning("cannot accept: %s; pausing new connections", std::strerror(error));
+  pipes_.clear();
   accept_failing_ = true;
   fd_shortage_ms_ = state_.now_ms;
   accept_paused_ = true;
@@ -629,6 +720,8 @@ void Proxy::free_closed() {
     connections_.pop_back();
   }
   closed_.clear();
+  // Spare pipes hold descriptors: an idle proxy keeps none.
+  if (connections_.empty()) pipes_.clear();
   probes_.erase(std::remove_if(probes_.begin(), probes_.end(),
                                [](const std::unique_ptr<Probe>& p) { return p->done; }),
                 probes_.end());

@@ -26,6 +26,19 @@ class BufferPool {
   std::vector<std::unique_ptr<char[]>> free_;
 };
 
+// Pipes for the splice path, kept like the buffers: taken while bytes
+// wait in them, a few kept for the next bulk transfer (each costs two
+// descriptors, so the spares go when descriptors run short).
+class PipePool {
+ public:
+  Pipe take();
+  void give(Pipe pipe);
+  void clear() { free_.clear(); }
+
+ private:
+  std::vector<Pipe> free_;
+};
+
 class Proxy final : public Watcher {
  public:
   explicit Proxy(State& state);
@@ -52,6 +65,7 @@ class Proxy final : public Watcher {
   // Used by connections and probes.
   State& state() { return state_; }
   BufferPool& buffers() { return buffers_; }
+  PipePool& pipes() { return pipes_; }
   void dispatch(Connection& connection);
   void finished(Connection& connection);
   void connect_failed(Connection& connection, int error);
@@ -74,6 +88,7 @@ class Proxy final : public Watcher {
   Fd listener_;
   Fd reserve_;  // a spare descriptor for the back-end of the last client
   BufferPool buffers_;
+  PipePool pipes_;
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<Connection*> closed_;  // freed at the end of the pass
   std::vector<std::unique_ptr<Probe>> probes_;

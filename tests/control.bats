@@ -367,6 +367,15 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   field_is weight 7
 }
 
+@test "sent and rcvd count every byte of bulk transfers (the splice path on Linux)" {
+  start_server echo echo
+  up -- "127.0.0.1:$(port_of echo)"
+  run -0 client -n 8388608 -s 1 -x -t 20
+  run -0 client -n 3000000 -s 2 -x -t 20
+  wait_for 5 field_is rcvd 11388608
+  field_is sent 11388608
+}
+
 @test "reset clears totalc, sent and rcvd of one channel" {
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"

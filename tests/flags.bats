@@ -12,6 +12,16 @@ load test_helper
   grep -q '\\x[0-9a-f][0-9a-f]' "$T/balance.out"
 }
 
+@test "-p shows every byte of a bulk transfer: no chunk bypasses the dump" {
+  start_server echo echo
+  start_balance -p -- "127.0.0.1:$(port_of echo)"
+  run -0 client -n 1048576 -x -t 20
+  # Every header counts its chunk; both directions add up to the whole.
+  total() { awk -v dir="$1" '$0 ~ "^\\[1\\] " dir " [0-9]+ bytes$" { n += $(NF - 1) } END { print n + 0 }' "$T/balance.out"; }
+  wait_for 5 test "$(total "server -> client")" = 1048576
+  [ "$(total "client -> server")" = 1048576 ]
+}
+
 @test "-d logs one line per connection with its channel and bytes" {
   start_server echo echo
   start_balance -d -- "127.0.0.1:$(port_of echo)"
