@@ -263,7 +263,9 @@ bool Connection::pump(Side& from, Side& to, bool to_backend) {
     from.start = 0;
   }
   size_t room = BufferPool::kSize - from.end;
-  ssize_t n = read(from.fd.get(), from.buffer.get() + from.end, room);
+  // recv()/send() rather than read()/write(): they skip the file layer,
+  // which is measurably cheaper per call.
+  ssize_t n = recv(from.fd.get(), from.buffer.get() + from.end, room, 0);
   if (n > 0) {
     // A full read says more is coming: splice from now on (not when the
     // bytes must be seen, for -p).
@@ -333,7 +335,7 @@ void Connection::return_storage(Side& side) {
 
 bool Connection::flush(Side& from, Side& to) {
   if (from.buffered()) {
-    ssize_t n = write(to.fd.get(), from.buffer.get() + from.start, from.buffered());
+    ssize_t n = send(to.fd.get(), from.buffer.get() + from.start, from.buffered(), 0);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
       abort(std::strerror(errno));

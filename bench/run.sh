@@ -5,9 +5,11 @@
 # usage: sh bench/run.sh [--quick] [--reps N] [--secs S] [--targets "none balance ..."]
 #                        [--syscalls] [--keep]
 #   --quick     small sizes, 1 repetition (smoke test, ~1 min)
-#   --reps N    repetitions (default 3; medians are reported)
+#   --reps N    repetitions (default 5; medians are reported)
 #   --secs S    duration of each ping-pong measurement (default 2)
 #   --targets   subset of: none balance balance-poll haproxy pen
+#               (balance-poll is the fully portable build: POLLER=poll
+#               PORTABLE=1, i.e. poll() and the copying relay)
 #   --syscalls  also count proxy syscalls per 64 B round trip with strace -c
 #   --keep      keep the work directory (logs, configs) and print its path
 #
@@ -18,7 +20,7 @@ set -u
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
 QUICK=0
-REPS=3
+REPS=5
 SECS=2
 SYSCALLS=0
 KEEP=0
@@ -104,19 +106,22 @@ case " $TARGETS " in *" balance-poll "*)
     if [ -n "$BAL" ]; then
         # Build the poll() back-end in a private copy of the tree so that the
         # working tree's objects and ./balance are left alone.
-        log "building balance with POLLER=poll -> bench/balance-poll"
+        log "building balance with POLLER=poll PORTABLE=1 -> bench/balance-poll"
         mkdir -p "$WORK/pollsrc"
         (cd "$ROOT" && tar -cf - --exclude=./.git --exclude=./bench --exclude=./tests .) |
             (cd "$WORK/pollsrc" && tar -xf -)
         if make -C "$WORK/pollsrc" clean >"$WORK/build-poll.log" 2>&1 &&
-            make -C "$WORK/pollsrc" POLLER=poll balance >>"$WORK/build-poll.log" 2>&1; then
+            make -C "$WORK/pollsrc" POLLER=poll PORTABLE=1 balance >>"$WORK/build-poll.log" 2>&1; then
             cp "$WORK/pollsrc/balance" "$BENCH/balance-poll"
             BALPOLL=$BENCH/balance-poll
             if nm -D "$BALPOLL" 2>/dev/null | grep -q epoll_wait; then
                 log "warning: balance-poll still links epoll_wait: POLLER=poll may be ignored"
             fi
+            if nm -D "$BALPOLL" 2>/dev/null | grep -q splice; then
+                log "warning: balance-poll still links splice: PORTABLE=1 may be ignored"
+            fi
         else
-            log "POLLER=poll build failed; balance-poll column skipped"
+            log "POLLER=poll PORTABLE=1 build failed; balance-poll column skipped"
             tail -n 15 "$WORK/build-poll.log" >&2
         fi
     fi
