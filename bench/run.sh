@@ -339,12 +339,42 @@ function fmt(v) {
     return sprintf("%.2f", v)
 }
 {
-    sc = $1; t = $2
+    sc = $1; t = $2; r = $3
     if ($4 != "OK") { fail[sc, t]++; next }
     for (i = 5; i <= NF; i++) {
         k = substr($i, 1, index($i, "=") - 1); v = substr($i, index($i, "=") + 1)
         vals[sc, t, k] = vals[sc, t, k] " " v
+        per[sc, t, r, k] = v
     }
+    if (r > nreps) nreps = r
+}
+# balance against the better peer (haproxy, pen) of the same repetition,
+# so that slow and fast moments of the machine cancel: "median (min-max)",
+# above 1 when balance is better. `high` says whether more is better.
+function versus(sc, key, high,   r, b, best, p, v, list, n, lo, hi, x, a) {
+    list = ""; n = 0
+    for (r = 1; r <= nreps; r++) {
+        b = per[sc, "balance", r, key]
+        if (b == "" || b + 0 <= 0) continue
+        best = ""
+        for (p = 1; p <= 2; p++) {
+            v = per[sc, peer[p], r, key]
+            if (v == "" || v + 0 <= 0) continue
+            if (best == "" || (high ? v + 0 > best + 0 : v + 0 < best + 0)) best = v
+        }
+        if (best == "") continue
+        x = high ? b / best : best / b
+        list = list " " x; n++
+        if (n == 1 || x < lo) lo = x
+        if (n == 1 || x > hi) hi = x
+    }
+    if (n == 0) return "-"
+    a = median(list)
+    if (n < 3) return sprintf("%.2f (%.2f-%.2f)", a, lo, hi)  # too few for a verdict
+    return sprintf("%.2f (%.2f-%.2f) %s", a, lo, hi, lo >= 1 ? "ahead" : hi < 1 ? "BEHIND" : "within noise")
+}
+function vrow(label, sc, key, high, cpukey) {
+    printf "%-38s | %-30s | %s\n", label, versus(sc, key, high), cpukey == "" ? "" : versus(sc, cpukey, 0)
 }
 function cell(sc, t, key, cpukey, cpuunit, ratio,   v, n, c, s) {
     v = median(vals[sc, t, key])
@@ -378,6 +408,21 @@ END {
     row(sprintf("bulk down 4x%s MB/s [ms/GB]", bulk), "down", "rate", "cpu_per_unit", "ms", 1)
     row(sprintf("memory per idle relayed conn (B)"), "idle", "idle_bytes_per_conn", "", "", 0)
     row(sprintf("proxy RSS with %d idle (KiB)", idle), "idle", "rss1_kb", "", "", 0)
+    peer[1] = "haproxy"; peer[2] = "pen"
+    if (index(" " targets " ", " balance ") && (index(" " targets " ", " haproxy ") || index(" " targets " ", " pen "))) {
+        print ""
+        print "balance / the better of haproxy and pen, paired per repetition: median (min-max), > 1 = balance better"
+        printf "%-38s | %-30s | %s\n", "scenario", "figure", "proxy CPU per unit"
+        vrow("short conns/s", "short", "rate", 1, "cpu_per_unit")
+        vrow("  short conn latency p50", "short", "p50_us", 0, "")
+        vrow("  short conn latency p99", "short", "p99_us", 0, "")
+        vrow("ping-pong 64B x1 rt/s", "pp1", "rate", 1, "cpu_per_unit")
+        vrow("ping-pong 1KiB x32 rt/s", "pp32", "rate", 1, "cpu_per_unit")
+        vrow(sprintf("ping-pong 64B x1 +%d idle", idle), "idle", "rate", 1, "cpu_per_unit")
+        vrow("bulk up MB/s", "up", "rate", 1, "cpu_per_unit")
+        vrow("bulk down MB/s", "down", "rate", 1, "cpu_per_unit")
+        vrow(sprintf("proxy RSS with %d idle", idle), "idle", "rss1_kb", 0, "")
+    }
 }' "$RES"
 if [ -s "$SYS" ]; then
     echo
