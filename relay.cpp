@@ -197,10 +197,14 @@ void Connection::on_ready(int fd, unsigned events) {
     }
     case ConnState::Connecting:
       if (!is_client) {
-        // Every poller reports a failed connect as a hang-up, so a plain
-        // "writable" means connected and needs no SO_ERROR query.
+        // On Linux a failed connect always shows as a hang-up, so a plain
+        // "writable" means connected and needs no SO_ERROR query. Some BSD
+        // stacks leave a soft error pending on a socket still connecting.
         int error = 0;
-        if (events & kHangup) {
+#if !defined(__linux__)
+        error = socket_error(fd);
+#endif
+        if (error == 0 && (events & kHangup)) {
           error = socket_error(fd);
           if (error == 0) error = ECONNREFUSED;
         }
@@ -298,18 +302,24 @@ bool Connection::pump_pipe(Side& from, Side& to, bool to_backend) {
     from.piped += uint32_t(n);
     return received(from, to, to_backend, nullptr, size_t(n));
   }
-  if (n == 0) {
-    from.read_eof = true;
-  } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-    // The socket is empty, or the pipe has no room left (it counts pages,
-    // not bytes): either way reading waits until the pipe drains.
-    if (from.piped) from.pipe_full = true;
-  } else {
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
     abort(std::strerror(errno));
     return false;
   }
+  if (from.piped) {
+    // The pipe has no room left (it counts pages, not bytes), or the
+    // socket is empty: either way reading waits until the pipe drains.
+    from.pipe_full = true;
+    return state == ConnState::Relaying ? flush(from, to) : true;
+  }
+  // Nothing moved into an empty pipe: the socket is empty, at EOF, or at
+  // TCP urgent data, where splice stops for good (0 or EAGAIN while more
+  // waits behind the mark). recv() tells them apart and steps past the
+  // mark; splicing resumes at the next read.
   return_storage(from);
-  if (state == ConnState::Relaying) return flush(from, to);
+  from.bulk = false;
+  if (!pump(from, to, to_backend)) return false;
+  from.bulk = true;
   return true;
 }
 
@@ -759,8 +769,10 @@ int64_t Proxy::next_deadline_ms() const {
 }
 
 void Proxy::close_all() {
+  // Bytes still waiting to be relayed make it a reset, never a clean end.
   for (auto& c : connections_)
-    if (c->state != ConnState::Closed) c->close_sides(false);
+    if (c->state != ConnState::Closed)
+      c->close_sides(c->client.pending() > 0 || c->backend.pending() > 0);
   free_closed();
   for (auto& probe : probes_)
     if (probe->fd) state_.poller->forget(probe->fd.get());

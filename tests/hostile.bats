@@ -58,6 +58,8 @@ _h_balance() {
   BAL_PID=$(pid_of balance)
   BAL_FDS=$(_h_fds "$BAL_PID")
 }
+# _h_exited PID: the process has exited (gone, or a zombie not yet waited for).
+_h_exited() { [ ! -e "/proc/$1" ] || [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 # _h_no_fd_leak: balance is back to its idle descriptor count (bounded wait).
 _h_no_fd_leak() {
   wait_for 10 _h_fds_at_most "$BAL_PID" "$BAL_FDS" ||
@@ -86,6 +88,18 @@ _h_no_fd_leak() {
   _h_balance -- "127.0.0.1:$(port_of echo)"
   run -0 _h integrity -m echo -c 64 -M 16 -t 60
   [[ ${lines[-1]} == "total ok=64 failed=0 "* ]]
+}
+
+@test "TCP urgent data in the middle of bulk streams is dropped and every other byte arrives" {
+  _h_server dup duplex -R "$T/dup.report"
+  _h_balance -- "127.0.0.1:$(port_of dup)"
+  # -F 4: both ends send one urgent byte (MSG_OOB) halfway through 4 MiB,
+  # long after the streams went bulk (spliced on Linux). balance, like
+  # recv(), does not relay it; the bytes around it must all arrive.
+  run -0 _h integrity -c 8 -z 4194304 -F 4 -t 30
+  [[ ${lines[-1]} == "total ok=8 failed=0 "* ]]
+  [ "$(grep -c ' ok$' "$T/dup.report")" -eq 8 ]
+  _h_no_fd_leak
 }
 
 # ---------------------------------------------------------------- 2. half-close
@@ -198,6 +212,22 @@ _h_no_fd_leak() {
   _h_note "$(cat "$T/slow.out"); balance RSS $rss kB, CPU ${cpu} ms in 2 s"
   [ "$rss" -lt 65536 ]
   [ "$cpu" -le 200 ]
+}
+
+@test "stopping balance resets a connection whose bytes still wait in it, never a clean end" {
+  _h_need_proc
+  _h_server fast source -n 1073741824 -s 5
+  _h_balance -- "127.0.0.1:$(port_of fast)"
+  # A slow reader leaves bytes waiting in balance; a FIN after them would
+  # pass a truncated stream off as complete.
+  spawn slow "$HOSTILE" slowread-client -c 1 -k 65536 -i 0.005 -H 8 -s 5 -r "$T/slow.ready" 127.0.0.1 "$BAL_PORT"
+  wait_for 5 test -e "$T/slow.ready"
+  sleep 0.5
+  kill -TERM "$BAL_PID"
+  wait_for 5 _h_exited "$BAL_PID"
+  finish slow || true
+  _h_note "$(cat "$T/slow.out")"
+  grep -q "wrong=0 ended=reset " "$T/slow.out"
 }
 
 # ---------------------------------------------------------------- 5. idle clients

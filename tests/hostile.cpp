@@ -43,6 +43,8 @@
 //   hostile slowread-client [-c N] [-k BYTES] [-i SEC] [-H SEC] [-r FILE] [-s SEED] HOST PORT
 //       N connections reading BYTES every SEC for -H SEC, checking the
 //       bytes against a `source` stream of SEED. FILE once all have data.
+//       Prints "read=R wrong=0|1 ended=no|eof|reset|error secs=S" (how the
+//       first connection that ended did); exit 0 only if none ended.
 //   hostile slowloris -n N [-H SEC] [-e] [-r FILE] [-o FILE] HOST PORT
 //   hostile flood -n N [-H SEC] [-r FILE] [-o FILE] HOST PORT
 //       open N idle connections (slowloris: at most 256 handshakes at once,
@@ -61,7 +63,10 @@
 // (all ones if none); then its FIN. Flag 1: the server starts its DOWN
 // bytes only after the client's FIN. Flag 2: the server sends DOWN bytes
 // and its FIN at once, no trailer, and the client sends its UP bytes only
-// after that FIN; the server's verdict goes to -R.
+// after that FIN; the server's verdict goes to -R. Flag 4: each end sends
+// one byte of TCP urgent data (MSG_OOB) halfway through its stream; it is
+// not part of the stream (a relay drops it, as recv() does), so the
+// streams must still arrive intact.
 //
 // Streams are splitmix64 words of (seed, word index), so any offset can be
 // regenerated and both ends compare the bytes themselves: stronger than a
@@ -213,6 +218,7 @@ struct SConn {
   uint64_t up = 0, down = 0, seed = 0;
   uint64_t up_got = 0, up_bad = kNone;
   uint64_t down_sent = 0;  // also: source / reset-after stream position
+  bool urgent_sent = false;  // flag 4
   bool trailer_queued = false;
   uint64_t received = 0;  // source, slowread, noread: bytes read
   bool has_head() const { return head_got == sizeof head; }
@@ -330,6 +336,13 @@ void Server::on_read(SConn& c) {
   }
 }
 
+// Flag 4: one urgent byte once half of `total` is sent (retried while
+// the socket is full).
+void urgent_halfway(int fd, uint32_t flags, uint64_t sent, uint64_t total, bool* urgent_sent) {
+  if (!(flags & 4) || *urgent_sent || sent < total / 2) return;
+  if (send(fd, "!", 1, MSG_OOB) == 1) *urgent_sent = true;
+}
+
 void Server::on_write(SConn& c) {
   char buf[kChunk];
   for (int rounds = 0; rounds < 16 && !c.dead && !c.wr_shut; ++rounds) {
@@ -345,6 +358,7 @@ void Server::on_write(SConn& c) {
       p = c.out.data() + c.out_off;
       len = c.pending();
     } else if (uint64_t left = stream_left(c)) {
+      urgent_halfway(c.fd, c.flags, c.down_sent, c.down_sent + left, &c.urgent_sent);
       len = size_t(std::min<uint64_t>(left, sizeof buf));
       gen(stream_seed(c), c.down_sent, buf, len);
       p = buf;
@@ -565,6 +579,7 @@ struct CConn {
   char head[32];
   size_t head_sent = 0;
   uint64_t up_sent = 0;
+  bool urgent_sent = false;  // flag 4
   bool wr_shut = false;
   char greet[16];
   size_t greet_got = 0;
@@ -756,6 +771,7 @@ void Integrity::on_write(CConn& c) {
     } else if (!may_upload(c)) {
       return;
     } else if (c.up_sent < c.up) {
+      urgent_halfway(c.fd, c.flags, c.up_sent, c.up, &c.urgent_sent);
       len = size_t(std::min<uint64_t>(c.up - c.up_sent, sizeof buf));
       gen(2 * c.seed + 1, c.up_sent, buf, len);
       p = buf;
@@ -1099,7 +1115,8 @@ int slowread_client_main(int argc, char** argv) {
     fds.push_back(fd);
   }
   char buf[kChunk];
-  bool ready_written = false, wrong = false, ended = false;
+  bool ready_written = false, wrong = false;
+  const char* ended = nullptr;  // how the first connection to end ended
   while (now() < end) {
     bool all = true;
     for (size_t i = 0; i < fds.size(); ++i) {
@@ -1109,7 +1126,7 @@ int slowread_client_main(int argc, char** argv) {
         if (mismatch(seed, got[i], buf, size_t(n)) != kNone) wrong = true;
         got[i] += uint64_t(n);
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-        ended = true;
+        if (!ended) ended = n == 0 ? "eof" : errno == ECONNRESET ? "reset" : "error";
         close(fds[i]);
         fds[i] = -1;
       }
@@ -1123,8 +1140,8 @@ int slowread_client_main(int argc, char** argv) {
   }
   uint64_t total = 0;
   for (uint64_t g : got) total += g;
-  std::printf("read=%llu wrong=%d ended=%d secs=%.2f\n", (unsigned long long)total, wrong ? 1 : 0, ended ? 1 : 0,
-              now() - start);
+  std::printf("read=%llu wrong=%d ended=%s secs=%.2f\n", (unsigned long long)total, wrong ? 1 : 0,
+              ended ? ended : "no", now() - start);
   return wrong || ended ? 1 : 0;
 }
 
