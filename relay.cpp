@@ -308,9 +308,10 @@ bool Connection::pump_pipe(Side& from, Side& to, bool to_backend) {
   }
   if (from.piped) {
     // The pipe has no room left (it counts pages, not bytes), or the
-    // socket is empty: either way reading waits until the pipe drains.
+    // socket is empty or at EOF: either way reading waits until the pipe
+    // drains, which the other side's writability brings.
     from.pipe_full = true;
-    return state == ConnState::Relaying ? flush(from, to) : true;
+    return true;
   }
   // Nothing moved into an empty pipe: the socket is empty, at EOF, or at
   // TCP urgent data, where splice stops for good (0 or EAGAIN while more
