@@ -504,7 +504,7 @@ struct ControlServer::Client final : Watcher {
     if ((events & (kReadable | kHangup)) && !closing) {
       char buffer[4096];
       ssize_t n = read(fd.get(), buffer, sizeof buffer);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      if (n == 0 || (n < 0 && !would_block(errno))) {
         server.close_client(*this);
         return;
       }
@@ -557,7 +557,7 @@ struct ControlServer::Client final : Watcher {
     while (!out.empty()) {
       ssize_t n = write(fd.get(), out.data(), out.size());
       if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) break;
+        if (would_block(errno)) break;
         server.close_client(*this);
         return;
       }

@@ -3,6 +3,7 @@
 #ifndef BALANCE_NET_HPP
 #define BALANCE_NET_HPP
 
+#include <cerrno>
 #include <string>
 
 #include "pool.hpp"
@@ -57,6 +58,12 @@ Fd start_connect(const Address& to, const Address* from, bool* in_progress);
 
 // The pending error of a socket (SO_ERROR), 0 when none.
 int socket_error(int fd);
+
+// A non-blocking call failed only for now (nothing to read, no room, or a
+// signal): try again at the next readiness.
+inline bool would_block(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
 
 // Linux can move relayed bytes socket -> pipe -> socket without copying
 // them through user space (splice). Elsewhere, and with PORTABLE=1,

@@ -87,6 +87,8 @@ struct Connection final : Watcher {
   bool pump_pipe(Side& from, Side& to, bool to_backend);
   // Bytes that arrived from `from` (counters, dump) and onwards to `to`.
   bool received(Side& from, Side& to, bool to_backend, const char* data, size_t length);
+  // Bytes written to `to` (counters, idle timer).
+  void delivered(const Side& to, size_t length);
   bool flush(Side& from, Side& to);
   bool flush_pipe(Side& from, Side& to);
   void return_storage(Side& side);
@@ -188,7 +190,7 @@ void Connection::on_ready(int fd, unsigned events) {
       if (n > 0) {
         peeked_data = true;
       } else if (n == 0 || (events & kHangup) ||
-                 (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                 !would_block(errno)) {
         end_reason = "left the queue";
         close_sides(false);
         return;
@@ -200,14 +202,12 @@ void Connection::on_ready(int fd, unsigned events) {
         // On Linux a failed connect always shows as a hang-up, so a plain
         // "writable" means connected and needs no SO_ERROR query. Some BSD
         // stacks leave a soft error pending on a socket still connecting.
-        int error = 0;
-#if !defined(__linux__)
-        error = socket_error(fd);
+#if defined(__linux__)
+        int error = (events & kHangup) ? socket_error(fd) : 0;
+#else
+        int error = socket_error(fd);
 #endif
-        if (error == 0 && (events & kHangup)) {
-          error = socket_error(fd);
-          if (error == 0) error = ECONNREFUSED;
-        }
+        if (error == 0 && (events & kHangup)) error = ECONNREFUSED;
         if (error) {
           proxy.connect_failed(*this, error);
           return;
@@ -280,7 +280,7 @@ bool Connection::pump(Side& from, Side& to, bool to_backend) {
   }
   if (n == 0) {
     from.read_eof = true;
-  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+  } else if (!would_block(errno)) {
     abort(std::strerror(errno));
     return false;
   }
@@ -302,7 +302,7 @@ bool Connection::pump_pipe(Side& from, Side& to, bool to_backend) {
     from.piped += uint32_t(n);
     return received(from, to, to_backend, nullptr, size_t(n));
   }
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+  if (n < 0 && !would_block(errno)) {
     abort(std::strerror(errno));
     return false;
   }
@@ -334,6 +334,11 @@ bool Connection::received(Side& from, Side& to, bool to_backend, const char* dat
   return flush(from, to);
 }
 
+void Connection::delivered(const Side& to, size_t length) {
+  if (&to == &backend && channel) channel->sent += length;
+  proxy.touch(*this);
+}
+
 // Gives the side's buffer and pipe back to their pools once empty, so
 // that an idle connection holds neither.
 void Connection::return_storage(Side& side) {
@@ -348,13 +353,12 @@ bool Connection::flush(Side& from, Side& to) {
   if (from.buffered()) {
     ssize_t n = send(to.fd.get(), from.buffer.get() + from.start, from.buffered(), 0);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+      if (would_block(errno)) return true;
       abort(std::strerror(errno));
       return false;
     }
     from.start += uint32_t(n);
-    if (&to == &backend && channel) channel->sent += uint64_t(n);
-    proxy.touch(*this);
+    delivered(to, size_t(n));
     if (from.buffered()) return true;  // short write: wait for POLLOUT
     return_storage(from);
   }
@@ -376,14 +380,13 @@ bool Connection::flush(Side& from, Side& to) {
 bool Connection::flush_pipe(Side& from, Side& to) {
   long n = splice_out(from.pipe, to.fd.get(), from.piped);
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+    if (would_block(errno)) return true;
     abort(std::strerror(errno));
     return false;
   }
   from.piped -= uint32_t(n);
   from.pipe_full = false;
-  if (&to == &backend && channel) channel->sent += uint64_t(n);
-  proxy.touch(*this);
+  delivered(to, size_t(n));
   return_storage(from);
   return true;
 }
@@ -400,9 +403,10 @@ void Connection::close_sides(bool reset) {
     poller.forget(side->fd.get());
     if (reset) set_linger_reset(side->fd.get());
     side->fd.reset();
-    if (side->buffer) proxy.buffers().give(std::move(side->buffer));
-    // A pipe that still holds bytes is closed with them, never reused.
-    if (side->pipe && side->piped == 0) proxy.pipes().give(std::move(side->pipe));
+    // Unsent bytes are dropped: the buffer goes back to the pool, but a
+    // pipe that still holds bytes is closed with them, never reused.
+    side->start = side->end = 0;
+    return_storage(*side);
     side->pipe = Pipe();
   }
   set_timer(nullptr);

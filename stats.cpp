@@ -285,7 +285,7 @@ struct StatsServer::Client final : Watcher {
     if (!answered && (events & (kReadable | kHangup))) {
       char buffer[2048];
       ssize_t n = read(fd.get(), buffer, sizeof buffer);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      if (n == 0 || (n < 0 && !would_block(errno))) {
         server.close_client(*this);
         return;
       }
@@ -302,7 +302,7 @@ struct StatsServer::Client final : Watcher {
     }
     if (answered) {
       ssize_t n = write(fd.get(), out.data(), out.size());
-      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      if (n < 0 && !would_block(errno)) {
         server.close_client(*this);
         return;
       }
