@@ -22,6 +22,7 @@
 // line contains error=... and the exit status is 1.
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -96,10 +97,25 @@ sockaddr_in make_addr(const std::string& host, int port) {
     return sa;
 }
 
-// utime+stime of a process in microseconds, -1 if unknown.
+// CPU time of a process in microseconds, -1 if unknown: the scheduler's
+// nanosecond run time of each of its threads (/proc/PID/task/T/schedstat)
+// where the kernel keeps it, else utime+stime, which counts in 10 ms ticks.
 long long proc_cpu_us(int pid) {
     if (pid <= 0) return -1;
     char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    if (DIR* tasks = opendir(path)) {
+        unsigned long long ns = 0;
+        bool found = false;
+        while (dirent* t = readdir(tasks)) {
+            if (t->d_name[0] == '.') continue;
+            std::ifstream f(std::string(path) + "/" + t->d_name + "/schedstat");
+            unsigned long long run = 0;
+            if (f >> run) { ns += run; found = true; }
+        }
+        closedir(tasks);
+        if (found && ns > 0) return (long long)(ns / 1000);
+    }
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     std::ifstream f(path);
     std::string s;

@@ -3,13 +3,16 @@
 # on loopback. Called as `sh bench/run.sh` from the repository root (make bench).
 #
 # usage: sh bench/run.sh [--quick] [--reps N] [--secs S] [--targets "none balance ..."]
-#                        [--syscalls] [--keep]
+#                        [--scenarios "short pp1 ..."] [--syscalls] [--keep]
 #   --quick     small sizes, 1 repetition (smoke test, ~1 min)
 #   --reps N    repetitions (default 5; medians are reported)
 #   --secs S    duration of each ping-pong measurement (default 2)
 #   --targets   subset of: none balance balance-poll haproxy pen
 #               (balance-poll is the fully portable build: POLLER=poll
 #               PORTABLE=1, i.e. poll() and the copying relay)
+#   --scenarios subset of: short pp1 pp32 idle up down (default all); with
+#               many --reps this settles one close row, e.g.
+#               --reps 40 --secs 1 --scenarios pp1 --targets "balance haproxy pen"
 #   --syscalls  also count proxy syscalls per 64 B round trip with strace -c
 #   --keep      keep the work directory (logs, configs) and print its path
 #
@@ -25,18 +28,25 @@ SECS=2
 SYSCALLS=0
 KEEP=0
 TARGETS="none balance balance-poll haproxy pen"
+ALL_SCENARIOS="short pp1 pp32 idle up down"
+SCENARIOS=$ALL_SCENARIOS
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) QUICK=1 ;;
     --reps) REPS=$2; shift ;;
     --secs) SECS=$2; shift ;;
     --targets) TARGETS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
     --syscalls) SYSCALLS=1 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
+done
+
+for sc in $SCENARIOS; do
+    case " $ALL_SCENARIOS " in *" $sc "*) ;; *) echo "run.sh: unknown scenario $sc" >&2; exit 2 ;; esac
 done
 
 if [ $QUICK = 1 ]; then
@@ -211,7 +221,6 @@ EOF
 
 # ---------------------------------------------------------------- scenarios
 
-SCENARIOS="short pp1 pp32 idle up down"
 scenario_args() {
     case $1 in
     short) echo "short --conns $SHORT_CONNS --conc 32 --size 64" ;;
@@ -321,14 +330,31 @@ v=""
 have haproxy && v="$v haproxy $(haproxy -v | head -n 1 | awk '{print $3}')"
 have pen && v="$v pen $(dpkg-query -W -f '${Version}' pen 2>/dev/null)"
 echo "kernel $(uname -r);$v; fd limit $NOFILE"
-echo "cell = value (ratio to none) [proxy CPU utime+stime per unit of work]; run took ${ELAPSED}s"
+echo "cell = value (ratio to none) [proxy CPU time per unit of work]; run took ${ELAPSED}s"
 awk -v targets="$TARGETS" -v nconns="$SHORT_CONNS" -v bulk="$BULK_LABEL" -v idle="$IDLE" '
-function median(list,   a, n, i, j, x) {
+function sorted(list, a,   n, i, j, x) {  # fills a[1..n] in order, returns n
     n = split(list, a, " ")
-    if (n == 0) return ""
     for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+    return n
+}
+function median(list,   a, n) {
+    n = sorted(list, a)
+    if (n == 0) return ""
     if (n % 2) return a[(n + 1) / 2]
     return (a[n / 2] + a[n / 2 + 1]) / 2
+}
+# A confidence interval for the median that assumes nothing about the
+# noise: the k-th smallest to the k-th largest of n values, with the largest
+# k for which the median falls outside with at most 5 % chance
+# (P(Binomial(n, 1/2) < k) <= 2.5 %). n = 5 gives k = 1, min-max (94 %).
+function ci_rank(n,   k, below, p, i) {
+    p = 0.5 ^ n; below = p; k = 1
+    for (i = 1; i < n; i++) {
+        p = p * (n - i + 1) / i
+        if (below + p > 0.025) break
+        below += p; k = i + 1
+    }
+    return k
 }
 function fmt(v) {
     if (v == "") return "-"
@@ -340,6 +366,7 @@ function fmt(v) {
 }
 {
     sc = $1; t = $2; r = $3
+    ran[sc] = 1
     if ($4 != "OK") { fail[sc, t]++; next }
     for (i = 5; i <= NF; i++) {
         k = substr($i, 1, index($i, "=") - 1); v = substr($i, index($i, "=") + 1)
@@ -349,9 +376,9 @@ function fmt(v) {
     if (r > nreps) nreps = r
 }
 # balance against the better peer (haproxy, pen) of the same repetition,
-# so that slow and fast moments of the machine cancel: "median (min-max)",
+# so that slow and fast moments of the machine cancel: "median (95 % CI)",
 # above 1 when balance is better. `high` says whether more is better.
-function versus(sc, key, high,   r, b, best, p, v, list, n, lo, hi, x, a) {
+function versus(sc, key, high,   r, b, best, p, v, list, n, lo, hi, x, a, k) {
     list = ""; n = 0
     for (r = 1; r <= nreps; r++) {
         b = per[sc, "balance", r, key]
@@ -365,16 +392,17 @@ function versus(sc, key, high,   r, b, best, p, v, list, n, lo, hi, x, a) {
         if (best == "") continue
         x = high ? b / best : best / b
         list = list " " x; n++
-        if (n == 1 || x < lo) lo = x
-        if (n == 1 || x > hi) hi = x
     }
     if (n == 0) return "-"
-    a = median(list)
-    if (n < 3) return sprintf("%.2f (%.2f-%.2f)", a, lo, hi)  # too few for a verdict
-    return sprintf("%.2f (%.2f-%.2f) %s", a, lo, hi, lo >= 1 ? "ahead" : hi < 1 ? "BEHIND" : "within noise")
+    n = sorted(list, a)
+    k = ci_rank(n); lo = a[k]; hi = a[n + 1 - k]
+    x = median(list)
+    if (n < 5) return sprintf("%.2f (%.2f-%.2f)", x, lo, hi)  # too few for a verdict
+    return sprintf("%.2f (%.2f-%.2f) %s", x, lo, hi, lo > 1 ? "ahead" : hi < 1 ? "BEHIND" : "within noise")
 }
 function vrow(label, sc, key, high, cpukey) {
-    printf "%-38s | %-30s | %s\n", label, versus(sc, key, high), cpukey == "" ? "" : versus(sc, cpukey, 0)
+    if (!ran[sc]) return
+    printf "%-38s | %-32s | %s\n", label, versus(sc, key, high), cpukey == "" ? "" : versus(sc, cpukey, 0)
 }
 function cell(sc, t, key, cpukey, cpuunit, ratio,   v, n, c, s) {
     v = median(vals[sc, t, key])
@@ -387,6 +415,7 @@ function cell(sc, t, key, cpukey, cpuunit, ratio,   v, n, c, s) {
     return s
 }
 function row(label, sc, key, cpukey, cpuunit, ratio,   i, line) {
+    if (!ran[sc]) return
     line = sprintf("%-38s", label)
     for (i = 1; i <= nt; i++) line = line sprintf(" | %-27s", cell(sc, tl[i], key, cpukey, cpuunit, ratio))
     print line
@@ -411,8 +440,8 @@ END {
     peer[1] = "haproxy"; peer[2] = "pen"
     if (index(" " targets " ", " balance ") && (index(" " targets " ", " haproxy ") || index(" " targets " ", " pen "))) {
         print ""
-        print "balance / the better of haproxy and pen, paired per repetition: median (min-max), > 1 = balance better"
-        printf "%-38s | %-30s | %s\n", "scenario", "figure", "proxy CPU per unit"
+        print "balance / the better of haproxy and pen, paired per repetition: median (95 % confidence interval), > 1 = balance better"
+        printf "%-38s | %-32s | %s\n", "scenario", "figure", "proxy CPU per unit"
         vrow("short conns/s", "short", "rate", 1, "cpu_per_unit")
         vrow("  short conn latency p50", "short", "p50_us", 0, "")
         vrow("  short conn latency p99", "short", "p99_us", 0, "")
