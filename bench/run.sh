@@ -337,11 +337,12 @@ function sorted(list, a,   n, i, j, x) {  # fills a[1..n] in order, returns n
     for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
     return n
 }
+function middle(a, n) {  # the median of a[1..n], already in order
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
 function median(list,   a, n) {
     n = sorted(list, a)
-    if (n == 0) return ""
-    if (n % 2) return a[(n + 1) / 2]
-    return (a[n / 2] + a[n / 2 + 1]) / 2
+    return n ? middle(a, n) : ""
 }
 # A confidence interval for the median that assumes nothing about the
 # noise: the k-th smallest to the k-th largest of n values, with the largest
@@ -396,7 +397,7 @@ function versus(sc, key, high,   r, b, best, p, v, list, n, lo, hi, x, a, k) {
     if (n == 0) return "-"
     n = sorted(list, a)
     k = ci_rank(n); lo = a[k]; hi = a[n + 1 - k]
-    x = median(list)
+    x = middle(a, n)
     if (n < 5) return sprintf("%.2f (%.2f-%.2f)", x, lo, hi)  # too few for a verdict
     return sprintf("%.2f (%.2f-%.2f) %s", x, lo, hi, lo > 1 ? "ahead" : hi < 1 ? "BEHIND" : "within noise")
 }
