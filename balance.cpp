@@ -14,6 +14,7 @@
 #include "balance.hpp"
 #include "control.hpp"
 #include "relay.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -100,7 +101,8 @@ bool build_pool(State& state, std::string* err) {
         *err = spec.text + ": " + why;
         return false;
       }
-      state.pool.add_channel(state.pool.groups().size() - 1, config, state.now_ms);
+      state.pool.add_channel(state.pool.groups().size() - 1, config, AdminState::Enabled,
+                             state.now_ms);
     }
   }
   return true;
@@ -154,13 +156,8 @@ bool detach(State& state, std::string* err) {
 int run_proxy(State& state) {
   std::string err;
   state.now_ms = monotonic_ms();
+  state.pool.set_options(state.options.pool);
   if (!build_pool(state, &err)) return usage_error(err);
-  PoolOptions& pool_options = state.pool.options();
-  pool_options.hash_failover = state.options.hash_failover;
-  pool_options.autodisable = state.options.autodisable;
-  pool_options.queue_limit = state.options.queue_limit;
-  pool_options.queue_wait_ms = state.options.queue_wait_ms;
-  pool_options.retry_ms = state.options.retry_ms;
 
   if (!state.options.source_address.empty() &&
       !resolve_address(state.options.source_address, "1", AF_UNSPEC, true,
@@ -217,6 +214,7 @@ int run_proxy(State& state) {
   }
   state.log.info("stopping");
   proxy.close_all();
+  stats.close();
   control.close();
   return 0;
 }

@@ -30,14 +30,19 @@ class Log {
   bool syslog_ = false;
 };
 
-class Proxy;
+// Running out of file descriptors, as every listener sees it: logged once
+// per shortage, which ends after ten seconds without one.
+struct FdShortage {
+  bool active = false;
+  int64_t last_ms = 0;
+};
 
 struct State {
   Options options;
-  Pool pool;
+  Pool pool;               // configured from options.pool at start-up
   std::unique_ptr<Poller> poller;
   Log log;
-  Proxy* proxy = nullptr;
+  FdShortage fd_shortage;
   int64_t now_ms = 0;      // monotonic clock, read once per loop pass
   time_t started = 0;      // wall clock at start, for statistics
   std::string listen_text; // "addr:port" as listened on

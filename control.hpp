@@ -1,6 +1,6 @@
-// The control channel: a private UNIX socket served inside the relay
-// loop, its line protocol, and the `balance -i` / `balance -c` client.
-// Also the read-only HTTP statistics listener (-s).
+// The control channel: the command table, the pure parser from a line to
+// a typed Command, one handler per command, the private UNIX socket
+// served inside the relay loop, and the socket path with its checks.
 //
 // Protocol: one command a line; every reply is zero or more lines of
 // text followed by one empty line, and an error reply's first line
@@ -8,50 +8,65 @@
 #ifndef BALANCE_CONTROL_HPP
 #define BALANCE_CONTROL_HPP
 
+#include <sys/types.h>
+
+#include <memory>
 #include <string>
-#include <vector>
 
 #include "balance.hpp"
-#include "net.hpp"
+#include "server.hpp"
+#include "stats.hpp"
 
-enum class CommandKind {
-  Help, Show, Group, RoundRobin, Hash, Enable, Disable, Create, Assign, Maxc, Weight,
-  Delete, Reset, MrtgBytes, MrtgConns, Version, Kill, Quit,
+enum class Verb {
+  Quit, Show, Help, Kill, Disable, Group, Reset, Enable, Create, Assign, Maxc, MrtgBytes,
+  MrtgConns, Version, Hash, RoundRobin, Weight, Delete,
 };
 
+// One parsed command line; numbers are parsed and range-checked once.
 struct Command {
-  CommandKind kind = CommandKind::Help;
-  std::vector<std::string> args;  // words after the keyword, validated
+  Verb verb = Verb::Help;
+  size_t group = 0;       // G
+  unsigned channel = 0;   // C
+  unsigned maxc = 0;      // N (maxc, create)
+  unsigned weight = 1;    // W (weight, create)
+  bool has_maxc = false;  // create was given maxc
+  bool has_weight = false;
+  std::string host, port;  // create, assign
+  ShowForm form = ShowForm::Table;
 };
+
+constexpr size_t kMaxLine = 4096;
 
 // Parses one line. Pure: no I/O, no state. Returns false with *err set
 // (without the "error: " prefix) for unknown, ambiguous or malformed
-// commands. An empty line parses to nothing (*empty set).
+// commands. A blank line parses to nothing (*empty set).
 bool parse_command(const std::string& line, Command* command, bool* empty, std::string* err);
 
 // True for a line of blanks (and an optional trailing CR): no command.
 bool blank_line(const std::string& line);
 
+// The command names, in the order prefixes are tried.
+std::vector<std::string> command_names();
+
 // The text of `help`, generated from the keyword table.
 std::string help_text();
 
 // What a control session remembers between its commands.
-struct Session {
-  size_t group = 0;
-  bool quit = false;
+struct ControlContext {
+  State& state;
+  size_t group = 0;   // the current group
+  bool quit = false;  // `quit` was run
+  uid_t peer_uid = 0;  // for the log
 };
 
-// Runs one command against the process state; returns the reply body
-// (without the final empty line). *ok is false for an error reply, whose
-// text then starts with "error: ".
-std::string execute(const Command& command, Session& session, State& state, bool* ok);
+struct Reply {
+  bool ok = true;
+  std::string text;                  // without the final empty line
+  std::unique_ptr<Producer> stream;  // rendered after text, if set
+};
 
-// Statistics renderers, shared by the control socket and HTTP.
-std::string render_show(const State& state);
-std::string render_json(const State& state);
-std::string render_csv(const State& state);
-std::string render_queue(const State& state);
-std::string render_prometheus(const State& state);
+// Runs one command against the process state.
+Reply execute(const Command& command, ControlContext& context);
 
 // The control socket path for the options: -S, or derived from the uid,
 // the listen address (-b) and the port. *directory is the directory the
@@ -59,55 +74,53 @@ std::string render_prometheus(const State& state);
 bool control_socket_path(const Options& options, std::string* path, std::string* directory,
                          std::string* err);
 
-class ControlServer final : public Watcher {
+// UNIX socket helpers shared by the server and the client.
+struct sockaddr_un;
+bool fill_unix_address(const std::string& path, sockaddr_un* address, std::string* err);
+// Connects to a control socket (blocking); an invalid Fd with errno set.
+Fd connect_unix(const std::string& path);
+// The uid of the process at the other end of a UNIX socket.
+bool peer_uid(int fd, uid_t* uid);
+
+// The control socket, served in the relay loop: at most 64 sessions (a
+// new one closes the idlest), each closed after 10 minutes idle.
+class ControlServer {
  public:
   explicit ControlServer(State& state);
   ~ControlServer();
   // Creates the directory and socket; fails with "already running" if a
   // live instance owns the socket.
   bool listen(std::string* err);
-  void on_ready(int fd, unsigned events) override;
-  void tick();
-  int64_t next_deadline_ms() const;
+  void tick() { sessions_.tick(); }
+  int64_t next_deadline_ms() const { return sessions_.next_deadline_ms(); }
   void close();
 
  private:
-  struct Client;
-  void accept_clients();
-  void close_client(Client& client);
-  size_t live_clients() const;
-
   State& state_;
-  Fd listener_;
+  SessionServer sessions_;
   std::string path_;
-  std::vector<std::unique_ptr<Client>> clients_;
-  bool accept_paused_ = false;
-  int64_t accept_resume_ms_ = 0;
-};
-
-class StatsServer final : public Watcher {
- public:
-  explicit StatsServer(State& state);
-  ~StatsServer();
-  bool listen(std::string* err);
-  void on_ready(int fd, unsigned events) override;
-  void tick();
-  int64_t next_deadline_ms() const;
-
- private:
-  struct Client;
-  void close_client(Client& client);
-
-  State& state_;
-  Fd listener_;
-  std::vector<std::unique_ptr<Client>> clients_;
 };
 
 // `balance -i port` and `balance -c command port`; returns the exit status.
 int run_control_client(const Options& options);
 
-// The HTTP response for one request head ("GET /metrics HTTP/1.1...").
-// Pure apart from reading the state; used by StatsServer and tests.
-std::string http_response(const std::string& request, const State& state);
+// Pure, fuzzed: splits the control socket's byte stream into replies
+// (each ended by an empty line). A reply or line over max_bytes is an
+// error, not unbounded memory.
+class ReplyReader {
+ public:
+  enum class Event { None, Line, End, TooLong };
+  explicit ReplyReader(size_t max_line) : max_line_(max_line) {}
+  void feed(const char* data, size_t length) { buffer_.append(data, length); }
+  // Line: *line is the next line of the current reply; End: the reply
+  // ended (its empty line); None: more bytes are needed.
+  Event next(std::string* line);
+  bool empty() const { return start_ == buffer_.size(); }
+
+ private:
+  std::string buffer_;
+  size_t start_ = 0;  // where the unread bytes begin
+  size_t max_line_;
+};
 
 #endif

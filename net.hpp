@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <string>
 
-#include "pool.hpp"
+#include "address.hpp"
 
 // Owns one file descriptor; closes it exactly once.
 class Fd {

@@ -2,7 +2,6 @@
 #include "options.hpp"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 
 #include <cstring>
@@ -212,10 +211,10 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
       switch (flag) {
         case '4': options->ipv4_only = true; break;
         case '6': options->ipv6_only = true; break;
-        case 'a': options->autodisable = true; break;
+        case 'a': options->pool.autodisable = true; break;
         case 'd': options->debug = true; break;
         case 'f': options->foreground = true; break;
-        case 'H': options->hash_failover = true; break;
+        case 'H': options->pool.hash_failover = true; break;
         case 'M': break;  // balance's memory-mapped IPC; nothing is shared here
         case 'p': options->packet_dump = true; break;
         case 'i': interactive = true; break;
@@ -243,7 +242,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
           break;
         case 'r':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
-              !set_seconds(flag, value, 1, options, &options->retry_ms, err))
+              !set_seconds(flag, value, 1, options, &options->pool.retry_ms, err))
             return false;
           break;
         case 'T':
@@ -253,7 +252,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
           break;
         case 'w':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
-              !set_seconds(flag, value, 0, options, &options->queue_wait_ms, err))
+              !set_seconds(flag, value, 0, options, &options->pool.queue_wait_ms, err))
             return false;
           break;
         case 'q':
@@ -262,7 +261,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
             *err = "-q " + value + ": must be an integer from 0 to 10000000";
             return false;
           }
-          options->queue_limit = size_t(number);
+          options->pool.queue_limit = size_t(number);
           break;
         case 's':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
@@ -330,53 +329,4 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
 
 int address_family(const Options& options) {
   return options.ipv4_only ? AF_INET : options.ipv6_only ? AF_INET6 : AF_UNSPEC;
-}
-
-bool resolve_port(const std::string& port, int* number, std::string* err) {
-  uint64_t value;
-  if (parse_unsigned(port, 1, 65535, &value)) {
-    *number = int(value);
-    return true;
-  }
-  if (port.find_first_not_of("0123456789") == std::string::npos) {
-    *err = "port must be a number from 1 to 65535 or a service name";
-    return false;
-  }
-  servent* service = getservbyname(port.c_str(), "tcp");
-  if (!service) {
-    *err = "unknown service \"" + port + "\"";
-    return false;
-  }
-  *number = ntohs(uint16_t(service->s_port));
-  return true;
-}
-
-bool resolve_address(const std::string& host, const std::string& port, int family,
-                     bool passive, Address* address, std::string* err) {
-  int number;
-  if (!resolve_port(port, &number, err)) return false;
-  addrinfo hints{};
-  hints.ai_family = family;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  addrinfo* list = nullptr;
-  std::string service = std::to_string(number);
-  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &list);
-  if (rc != 0) {
-    *err = gai_strerror(rc);
-    return false;
-  }
-  // The first answer is used, as balance did; with AF_UNSPEC and a
-  // passive wildcard, prefer IPv6 so one socket takes both families.
-  const addrinfo* chosen = list;
-  if (passive && host.empty() && family == AF_UNSPEC)
-    for (const addrinfo* ai = list; ai; ai = ai->ai_next)
-      if (ai->ai_family == AF_INET6) {
-        chosen = ai;
-        break;
-      }
-  std::memcpy(&address->storage, chosen->ai_addr, chosen->ai_addrlen);
-  address->length = socklen_t(chosen->ai_addrlen);
-  freeaddrinfo(list);
-  return true;
 }

@@ -1,6 +1,6 @@
-// The command line: a pure parser from argv to Options, plus the resolver
-// that turns host and port names into addresses. Errors are returned as
-// "<argument>: <why>" so main() can print "balance: " before them.
+// The command line: a pure parser from argv to Options. Errors are
+// returned as "<argument>: <why>" so main() can print "balance: " before
+// them. Names are resolved later (address.hpp).
 #ifndef BALANCE_OPTIONS_HPP
 #define BALANCE_OPTIONS_HPP
 
@@ -29,18 +29,14 @@ struct Options {
   Mode mode = Mode::Proxy;
   bool ipv4_only = false;        // -4
   bool ipv6_only = false;        // -6
-  bool autodisable = false;      // -a
   bool debug = false;            // -d
   bool foreground = false;       // -f
-  bool hash_failover = false;    // -H
   bool packet_dump = false;      // -p
+  PoolOptions pool;              // -a, -H, -q, -w, -r
   std::string bind_address;      // -b, empty = every address
   std::string source_address;    // -B
   int64_t connect_timeout_ms = 5000;  // -t
   int64_t idle_timeout_ms = 0;        // -T, 0 = none
-  size_t queue_limit = 1024;          // -q
-  int64_t queue_wait_ms = 60000;      // -w, 0 = forever
-  int64_t retry_ms = 5000;            // -r
   std::string socket_path;            // -S, empty = derived
   std::string stats_address;          // -s addr part (default 127.0.0.1)
   std::string stats_port;             // -s port part, empty = no listener
@@ -65,11 +61,5 @@ bool parse_seconds(const std::string& text, int64_t lo_ms, int64_t hi_ms, int64_
 // AF_INET for -4, AF_INET6 for -6, else AF_UNSPEC.
 int address_family(const Options& options);
 
-// A port number 1..65535 or a service name; false with *err = why.
-bool resolve_port(const std::string& port, int* number, std::string* err);
-// Resolves host and port into an address; family AF_UNSPEC, AF_INET or
-// AF_INET6; passive for a listening address (empty host = wildcard).
-bool resolve_address(const std::string& host, const std::string& port, int family,
-                     bool passive, Address* address, std::string* err);
 
 #endif

@@ -1,91 +1,13 @@
 // Groups, channels, selection, the wait queue and counters (see pool.hpp).
 #include "pool.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-
-std::string Address::host_text() const {
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (storage.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
-    inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-  } else if (storage.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], text, sizeof text);
-    else
-      inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-  }
-  return text;
-}
-
-int Address::port() const {
-  if (storage.ss_family == AF_INET)
-    return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
-  if (storage.ss_family == AF_INET6)
-    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
-  return 0;
-}
-
-std::string Address::text() const {
-  std::string host = host_text();
-  if (host.find(':') != std::string::npos) host = "[" + host + "]";
-  return host + ":" + std::to_string(port());
-}
-
-void Address::set_port(int number) {
-  if (storage.ss_family == AF_INET)
-    reinterpret_cast<sockaddr_in*>(&storage)->sin_port = htons(uint16_t(number));
-  else if (storage.ss_family == AF_INET6)
-    reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port = htons(uint16_t(number));
-}
-
-std::string Address::host_key() const {
-  if (storage.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
-    return std::string(reinterpret_cast<const char*>(&in->sin_addr), 4);
-  }
-  if (storage.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-    const char* bytes = reinterpret_cast<const char*>(&in6->sin6_addr);
-    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return std::string(bytes + 12, 4);
-    return std::string(bytes, 16);
-  }
-  return std::string();
-}
-
-const char* to_string(AdminState state) {
-  return state == AdminState::Enabled ? "enabled" : "disabled";
-}
-
-const char* to_string(Health health) { return health == Health::Up ? "up" : "down"; }
-
-const char* Channel::state_name() const {
-  if (admin == AdminState::Disabled) return "DIS";
-  if (health == Health::Down) return "DOWN";
-  return "ENA";
-}
-
-Channel* Group::find(unsigned number) const {
-  for (auto& channel : channels)
-    if (channel->number == number) return channel.get();
-  return nullptr;
-}
-
-bool faster(const Channel& a, const Channel& b) {
-  // speed = weight / sharers, where sharers is 1 for a slot of a channel
-  // with maxc > 0 and c + 1 for an unlimited channel. Cross-multiplied so
-  // that equal speeds compare equal and ties go round-robin.
-  uint64_t sharers_a = a.config.maxc ? 1 : uint64_t(a.c) + 1;
-  uint64_t sharers_b = b.config.maxc ? 1 : uint64_t(b.c) + 1;
-  return uint64_t(a.config.weight) * sharers_b > uint64_t(b.config.weight) * sharers_a;
-}
 
 namespace {
+
+// Hash-group first choices kept per group before the cache starts over.
+constexpr size_t kFirstChoiceCache = 4096;
 
 uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
   x ^= x >> 30;
@@ -107,46 +29,208 @@ uint64_t hash_bytes(const std::string& bytes) {  // FNV-1a, then mixed
 
 }  // namespace
 
-double rendezvous_score(const std::string& key, const Channel& channel) {
+const char* to_string(AdminState state) {
+  switch (state) {
+    case AdminState::Enabled: return "enabled";
+    case AdminState::Disabled: return "disabled";
+    case AdminState::AutoDisabled: return "disabled after a failure";
+  }
+  return "?";
+}
+
+const char* to_string(Health health) { return health == Health::Up ? "up" : "down"; }
+
+const char* to_string(GroupType type) { return type == GroupType::Hash ? "hash" : "rr"; }
+
+double Channel::speed() const {
+  // Division is correctly rounded, so two channels get equal speeds
+  // exactly when their rationals weight/sharers are equal (weights and
+  // sharers are far below 2^26): ties stay ties, as faster() has them.
+  return config_.maxc ? double(config_.weight) : double(config_.weight) / (double(c_) + 1);
+}
+
+const char* Channel::state_name() const {
+  if (admin_ == AdminState::Disabled) return "DIS";
+  if (admin_ == AdminState::AutoDisabled) return "ADIS";
+  if (health_ == Health::Down) return "DOWN";
+  return "ENA";
+}
+
+const Channel* Group::find(unsigned number) const { return find_mutable(number); }
+
+Channel* Group::find_mutable(unsigned number) const {
+  auto it = std::lower_bound(channels_.begin(), channels_.end(), number,
+                             [](const std::unique_ptr<Channel>& channel, unsigned n) {
+                               return channel->number() < n;
+                             });
+  return it != channels_.end() && (*it)->number() == number ? it->get() : nullptr;
+}
+
+bool faster(unsigned weight_a, unsigned sharers_a, unsigned weight_b, unsigned sharers_b) {
+  return uint64_t(weight_a) * sharers_b > uint64_t(weight_b) * sharers_a;
+}
+
+double rendezvous_score(const std::string& key, unsigned number, unsigned weight) {
   // Highest random weight: score = -weight / ln(u), u uniform in (0,1)
   // from the (client, channel) pair. Channels are identified by their
   // stable number, so adding or removing one moves only its share.
-  uint64_t h = mix64(hash_bytes(key) ^ mix64(channel.number + 0x9e3779b97f4a7c15ULL));
+  uint64_t h = mix64(hash_bytes(key) ^ mix64(number + 0x9e3779b97f4a7c15ULL));
   double u = (double(h >> 11) + 0.5) / 9007199254740992.0;  // (0,1)
-  return -double(channel.config.weight) / std::log(u);
+  return -double(weight) / std::log(u);
 }
 
-Group& Pool::add_group(GroupType type) {
+// ---------------------------------------------------------------- changes
+
+size_t Pool::add_group(GroupType type) {
   groups_.push_back(std::make_unique<Group>());
-  groups_.back()->type = type;
-  return *groups_.back();
+  groups_.back()->type_ = type;
+  return groups_.size() - 1;
 }
 
-Channel& Pool::add_channel(size_t group_index, const ChannelConfig& config, int64_t now_ms) {
-  Group& group = *groups_.at(group_index);
+bool Pool::set_group_type(size_t index, GroupType type) {
+  Group& group = *groups_.at(index);
+  if (group.type_ == type) return false;
+  group.type_ = type;
+  hash_order_changed(group);
+  for (auto& channel : group.channels_) refresh(*channel);
+  serve_due_ = true;
+  return true;
+}
+
+Channel& Pool::add_channel(size_t index, const ChannelConfig& config, AdminState admin,
+                           int64_t now_ms) {
+  Group& group = *groups_.at(index);
   auto channel = std::make_unique<Channel>();
-  channel->group = group_index;
-  channel->number = group.next_number++;
-  channel->config = config;
-  channel->changed_ms = now_ms;
-  group.channels.push_back(std::move(channel));
-  return *group.channels.back();
+  channel->id_ = next_id_++;
+  channel->group_ = index;
+  channel->number_ = group.next_number_++;
+  channel->config_ = config;
+  channel->admin_ = admin;
+  channel->changed_ms_ = now_ms;
+  Channel& added = *channel;
+  group.channels_.push_back(std::move(channel));
+  by_id_[added.id_] = &added;
+  hash_order_changed(group);
+  refresh(added);
+  serve_due_ = true;
+  return added;
 }
 
-void Pool::remove_channel(size_t group_index, unsigned number) {
-  Group& group = *groups_.at(group_index);
-  for (size_t i = 0; i < group.channels.size(); ++i) {
-    if (group.channels[i]->number != number) continue;
-    std::unique_ptr<Channel> channel = std::move(group.channels[i]);
-    group.channels.erase(group.channels.begin() + long(i));
-    if (group.last_chosen != SIZE_MAX && group.last_chosen >= i && group.last_chosen > 0)
-      --group.last_chosen;
-    channel->deleted = true;
-    if (channel->health == Health::Down) --down_channels_;
-    if (channel->c > 0) retired_.push_back(std::move(channel));
-    return;
+void Pool::remove_channel(Channel& channel) {
+  Group& group = *groups_.at(channel.group_);
+  auto it = std::find_if(group.channels_.begin(), group.channels_.end(),
+                         [&](const std::unique_ptr<Channel>& p) { return p.get() == &channel; });
+  if (it == group.channels_.end()) return;
+  std::unique_ptr<Channel> owned = std::move(*it);
+  group.channels_.erase(it);
+  by_id_.erase(channel.id_);
+  channel.deleted_ = true;
+  refresh(channel);
+  hash_order_changed(group);
+  if (channel.c_ > 0) retired_.push_back(std::move(owned));
+}
+
+bool Pool::set_admin(Channel& channel, AdminState admin, int64_t now_ms) {
+  if (admin == AdminState::Enabled && channel.health_ == Health::Down)
+    channel.next_probe_ms_ = now_ms;  // look now, whatever the state was
+  if (channel.admin_ == admin) {
+    refresh(channel);
+    return false;
+  }
+  channel.admin_ = admin;
+  channel.changed_ms_ = now_ms;
+  refresh(channel);
+  if (admin == AdminState::Enabled) serve_due_ = true;
+  return true;
+}
+
+void Pool::set_maxc(Channel& channel, unsigned maxc) {
+  channel.config_.maxc = maxc;
+  refresh(channel);
+  serve_due_ = true;
+}
+
+void Pool::set_weight(Channel& channel, unsigned weight) {
+  channel.config_.weight = weight;
+  hash_order_changed(*groups_.at(channel.group_));
+  refresh(channel);
+  serve_due_ = true;
+}
+
+void Pool::reset_counters(Channel& channel) { channel.counters_ = ChannelCounters(); }
+
+bool Pool::assign(Channel& channel, const std::string& host, const std::string& port,
+                  const Address& address, int64_t now_ms, std::string* err) {
+  if (channel.enabled()) {
+    *err = "channel " + std::to_string(channel.number_) + " is enabled; disable it first";
+    return false;
+  }
+  channel.config_.host = host;
+  channel.config_.port = port;
+  channel.config_.address = address;
+  by_id_.erase(channel.id_);
+  channel.id_ = next_id_++;
+  by_id_[channel.id_] = &channel;
+  set_health(channel, Health::Up, now_ms);  // a new address gets a fresh start
+  return true;
+}
+
+// ---------------------------------------------------------------- lookups
+
+Channel* Pool::find(size_t group, unsigned number) {
+  return group < groups_.size() ? groups_[group]->find_mutable(number) : nullptr;
+}
+
+Channel* Pool::find_id(uint64_t id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+// ---------------------------------------------------------------- derived state
+
+void Pool::refresh(Channel& channel) {
+  Group& group = *groups_.at(channel.group_);
+  bool ready = group.type_ == GroupType::RoundRobin && channel.available();
+  double speed = channel.speed();
+  if (channel.indexed_ && (!ready || speed != channel.indexed_speed_)) {
+    group.ready_.erase(ReadyKey{channel.indexed_speed_, channel.number_, &channel});
+    channel.indexed_ = false;
+  }
+  if (ready && !channel.indexed_) {
+    group.ready_.insert(ReadyKey{speed, channel.number_, &channel});
+    channel.indexed_ = true;
+    channel.indexed_speed_ = speed;
+  }
+
+  bool probe = !channel.deleted_ && channel.enabled() && channel.health_ == Health::Down;
+  if (channel.scheduled_ && (!probe || channel.next_probe_ms_ != channel.scheduled_ms_)) {
+    probe_schedule_.erase({channel.scheduled_ms_, channel.id_});
+    channel.scheduled_ = false;
+  }
+  if (probe && !channel.scheduled_) {
+    probe_schedule_.insert({channel.next_probe_ms_, channel.id_});
+    channel.scheduled_ = true;
+    channel.scheduled_ms_ = channel.next_probe_ms_;
+  }
+
+  if (channel.counted_in_service_ != channel.in_service()) {
+    channel.counted_in_service_ = channel.in_service();
+    if (channel.counted_in_service_)
+      ++in_service_;
+    else
+      --in_service_;
   }
 }
+
+void Pool::hash_order_changed(Group& group) { group.first_choice_.clear(); }
+
+bool Pool::take_serve_due() {
+  bool due = serve_due_;
+  serve_due_ = false;
+  return due;
+}
+
+// ---------------------------------------------------------------- selection
 
 Channel* Pool::select(const std::string& key) {
   for (auto& group : groups_)
@@ -155,137 +239,160 @@ Channel* Pool::select(const std::string& key) {
 }
 
 Channel* Pool::select_in(Group& group, const std::string& key) {
-  return group.type == GroupType::Hash ? select_hash(group, key) : select_rr(group);
+  return group.type_ == GroupType::Hash ? select_hash(group, key) : select_rr(group);
 }
 
 Channel* Pool::select_rr(Group& group) {
-  size_t n = group.channels.size();
-  if (n == 0) return nullptr;
-  size_t start = group.last_chosen == SIZE_MAX ? 0 : (group.last_chosen + 1) % n;
-  size_t best = SIZE_MAX;
-  for (size_t k = 0; k < n; ++k) {
-    size_t i = (start + k) % n;
-    const Channel& candidate = *group.channels[i];
-    if (!candidate.available()) continue;
-    if (best == SIZE_MAX || faster(candidate, *group.channels[best])) best = i;
+  // The fastest speed present, then among the channels that share it the
+  // first numbered after the one chosen last, wrapping around.
+  if (group.ready_.empty()) return nullptr;
+  double top = group.ready_.begin()->speed;
+  auto it = group.ready_.begin();
+  if (group.chose_any_ && group.last_chosen_ < UINT32_MAX) {
+    auto after = group.ready_.lower_bound(ReadyKey{top, group.last_chosen_ + 1, nullptr});
+    if (after != group.ready_.end() && after->speed == top) it = after;
   }
-  if (best == SIZE_MAX) return nullptr;
-  group.last_chosen = best;
-  return group.channels[best].get();
+  group.chose_any_ = true;
+  group.last_chosen_ = it->number;
+  return it->channel;
 }
 
 Channel* Pool::select_hash(Group& group, const std::string& key) {
-  // Without -H only the client's first choice counts: if it is not
-  // available the group is skipped. With -H, the next in its order.
+  // The client's first choice is the channel with the highest score. It
+  // is cached, as finding it costs a score per channel; its availability
+  // is checked each time. Without -H only that choice counts: if it is
+  // not available the group is skipped. With -H, the next in its order.
+  if (group.channels_.empty()) return nullptr;
   Channel* first = nullptr;
-  double first_score = -1;
-  Channel* best_available = nullptr;
-  double best_available_score = -1;
-  for (auto& channel : group.channels) {
-    if (channel->deleted) continue;
-    double score = rendezvous_score(key, *channel);
-    if (score > first_score) {
-      first_score = score;
-      first = channel.get();
+  auto cached = group.first_choice_.find(key);
+  if (cached != group.first_choice_.end()) first = group.find_mutable(cached->second);
+  if (!first) {
+    double best = -1;
+    for (auto& channel : group.channels_) {
+      double score = rendezvous_score(key, channel->number_, channel->config_.weight);
+      if (score > best) {
+        best = score;
+        first = channel.get();
+      }
     }
-    if (channel->available() && score > best_available_score) {
-      best_available_score = score;
+    if (group.first_choice_.size() >= kFirstChoiceCache) group.first_choice_.clear();
+    group.first_choice_[key] = first->number_;
+  }
+  if (first->available()) return first;
+  if (!options_.hash_failover) return nullptr;
+  Channel* best_available = nullptr;
+  double best_score = -1;
+  for (auto& channel : group.channels_) {
+    if (!channel->available()) continue;
+    double score = rendezvous_score(key, channel->number_, channel->config_.weight);
+    if (score > best_score) {
+      best_score = score;
       best_available = channel.get();
     }
   }
-  if (first && first->available()) return first;
-  return options_.hash_failover ? best_available : nullptr;
+  return best_available;
 }
 
-void Pool::acquire(Channel& channel) { ++channel.c; }
+void Pool::acquire(Channel& channel) {
+  ++channel.c_;
+  refresh(channel);
+}
 
-void Pool::connected(Channel& channel) { ++channel.total_connections; }
+void Pool::connected(Channel& channel) { ++channel.counters_.connections; }
 
 void Pool::release(Channel& channel, int64_t relayed_ms) {
-  if (channel.c > 0) --channel.c;
+  if (channel.c_ > 0) --channel.c_;
   if (relayed_ms >= 0) {
-    ++channel.finished;
-    channel.busy_ms += uint64_t(relayed_ms);
+    ++channel.counters_.finished;
+    channel.counters_.busy_ms += uint64_t(relayed_ms);
+  }
+  if (!channel.deleted_) {
+    refresh(channel);
+    serve_due_ = true;
   }
   free_if_retired(channel);
 }
 
 void Pool::free_if_retired(Channel& channel) {
-  if (!channel.deleted || channel.c > 0) return;
+  if (!channel.deleted_ || channel.c_ > 0) return;
   retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
                                 [&](const std::unique_ptr<Channel>& p) { return p.get() == &channel; }),
                  retired_.end());
 }
 
+// ---------------------------------------------------------------- health
+
+void Pool::set_health(Channel& channel, Health health, int64_t now_ms) {
+  if (channel.health_ != health) {
+    channel.health_ = health;
+    channel.changed_ms_ = now_ms;
+    if (health == Health::Up) serve_due_ = true;
+  }
+  refresh(channel);
+}
+
 bool Pool::connect_failed(Channel& channel, int64_t now_ms) {
-  ++channel.failures;
-  if (options_.autodisable) return set_admin(channel, AdminState::Disabled, now_ms);
-  if (channel.health == Health::Down) return false;
-  channel.health = Health::Down;
-  if (!channel.deleted) ++down_channels_;
-  channel.changed_ms = now_ms;
-  channel.next_probe_ms = now_ms + options_.retry_ms;
+  ++channel.counters_.failures;
+  if (options_.autodisable) return set_admin(channel, AdminState::AutoDisabled, now_ms);
+  if (channel.health_ == Health::Down) return false;
+  channel.next_probe_ms_ = now_ms + options_.retry_ms;
+  set_health(channel, Health::Down, now_ms);
   return true;
 }
 
 bool Pool::mark_up(Channel& channel, int64_t now_ms) {
-  if (channel.health == Health::Up) return false;
-  channel.health = Health::Up;
-  if (!channel.deleted) --down_channels_;
-  channel.changed_ms = now_ms;
-  return true;
-}
-
-bool Pool::set_admin(Channel& channel, AdminState admin, int64_t now_ms) {
-  if (channel.admin == admin) return false;
-  channel.admin = admin;
-  channel.changed_ms = now_ms;
+  if (channel.health_ == Health::Up) return false;
+  set_health(channel, Health::Up, now_ms);
   return true;
 }
 
 std::vector<Channel*> Pool::due_probes(int64_t now_ms) {
   std::vector<Channel*> due;
-  // The common case, nothing down, costs nothing however many channels.
-  if (down_channels_ == 0) return due;
-  for (auto& group : groups_)
-    for (auto& channel : group->channels)
-      if (channel->health == Health::Down && channel->admin == AdminState::Enabled &&
-          channel->next_probe_ms <= now_ms) {
-        // The next probe is scheduled now so a slow probe is not doubled.
-        channel->next_probe_ms = now_ms + options_.retry_ms;
-        due.push_back(channel.get());
-      }
+  while (!probe_schedule_.empty() && probe_schedule_.begin()->first <= now_ms) {
+    Channel& channel = *by_id_.at(probe_schedule_.begin()->second);
+    channel.next_probe_ms_ = now_ms + options_.retry_ms;
+    refresh(channel);
+    due.push_back(&channel);
+  }
   return due;
 }
 
 void Pool::probe_failed(Channel& channel, int64_t now_ms) {
-  channel.next_probe_ms = std::max(channel.next_probe_ms, now_ms + options_.retry_ms);
+  channel.next_probe_ms_ = std::max(channel.next_probe_ms_, now_ms + options_.retry_ms);
+  refresh(channel);
 }
 
 int64_t Pool::next_probe_ms() const {
-  int64_t next = -1;
-  if (down_channels_ == 0) return next;
-  for (auto& group : groups_)
-    for (auto& channel : group->channels)
-      if (channel->health == Health::Down && channel->admin == AdminState::Enabled &&
-          (next < 0 || channel->next_probe_ms < next))
-        next = channel->next_probe_ms;
-  return next;
+  return probe_schedule_.empty() ? -1 : probe_schedule_.begin()->first;
 }
 
-WaitQueue::iterator Pool::enqueue(void* owner, const std::string& key, int64_t now_ms) {
+// ---------------------------------------------------------------- queue
+
+uint64_t Pool::enqueue(void* owner, const std::string& key, int64_t now_ms) {
   if (queue_.size() >= options_.queue_limit) {
     ++dropped_;
-    return queue_.end();
+    return 0;
   }
-  queue_.push_back(Waiter{owner, key, now_ms});
+  uint64_t ticket = next_ticket_++;
+  queue_.emplace_hint(queue_.end(), ticket, Waiter{owner, key, now_ms});
   queue_high_water_ = std::max(queue_high_water_, queue_.size());
-  return std::prev(queue_.end());
+  // In a pool with hash groups a newcomer may be servable where the
+  // waiters before it are not.
+  serve_due_ = true;
+  return ticket;
+}
+
+int64_t Pool::leave_queue(uint64_t ticket, int64_t now_ms) {
+  auto it = queue_.find(ticket);
+  if (it == queue_.end()) return 0;
+  int64_t waited = now_ms - it->second.since_ms;
+  queue_.erase(it);
+  return waited;
 }
 
 bool Pool::has_hash_group() const {
   for (auto& group : groups_)
-    if (group->type == GroupType::Hash) return true;
+    if (group->type_ == GroupType::Hash) return true;
   return false;
 }
 
@@ -295,14 +402,14 @@ std::vector<std::pair<Waiter, Channel*>> Pool::serve_queue() {
   // when the head cannot be served nobody can; hash groups differ by client.
   bool per_client = has_hash_group();
   for (auto it = queue_.begin(); it != queue_.end();) {
-    Channel* channel = select(it->key);
+    Channel* channel = select(it->second.key);
     if (!channel) {
       if (!per_client) break;
       ++it;
       continue;
     }
     acquire(*channel);
-    served.emplace_back(*it, channel);
+    served.emplace_back(it->second, channel);
     it = queue_.erase(it);
   }
   return served;
@@ -311,9 +418,9 @@ std::vector<std::pair<Waiter, Channel*>> Pool::serve_queue() {
 std::vector<void*> Pool::expire_waiters(int64_t now_ms) {
   std::vector<void*> expired;
   if (options_.queue_wait_ms <= 0) return expired;
-  while (!queue_.empty() && queue_.front().since_ms + options_.queue_wait_ms <= now_ms) {
-    expired.push_back(queue_.front().owner);
-    queue_.pop_front();
+  while (!queue_.empty() && queue_.begin()->second.since_ms + options_.queue_wait_ms <= now_ms) {
+    expired.push_back(queue_.begin()->second.owner);
+    queue_.erase(queue_.begin());
     ++dropped_;
   }
   return expired;
@@ -321,7 +428,7 @@ std::vector<void*> Pool::expire_waiters(int64_t now_ms) {
 
 int64_t Pool::next_queue_deadline_ms() const {
   if (queue_.empty() || options_.queue_wait_ms <= 0) return -1;
-  return queue_.front().since_ms + options_.queue_wait_ms;
+  return queue_.begin()->second.since_ms + options_.queue_wait_ms;
 }
 
 void Pool::record_wait(int64_t waited_ms) {

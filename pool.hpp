@@ -3,42 +3,31 @@
 // caller passes "now" (milliseconds on a monotonic clock) where time
 // matters, so every rule here is unit-tested with plain values.
 //
-// Invariants:
+// The pool owns every change to a channel: other code reads channels
+// through const accessors and changes them only through Pool's methods,
+// which keep these invariants:
 //  - a channel's `c` equals the number of connections that hold a slot on
-//    it (connecting or relaying); acquire() and release() are the only
-//    places that change it;
-//  - a channel with maxc > 0 never has c > maxc through acquire();
-//    lowering maxc below c only stops new connections;
+//    it (connecting or relaying); acquire() and release() alone change it;
+//  - acquire() never takes a channel over its maxc (maxc > 0); lowering
+//    maxc below c only stops new connections;
 //  - channel numbers within a group are never reused or shifted;
 //  - a deleted channel leaves scheduling at once and is freed when its
-//    last connection releases it.
+//    last connection releases it;
+//  - each round-robin group's index holds exactly its available channels,
+//    keyed by their current speed, so select() costs O(log n); the probe
+//    schedule holds exactly the enabled, down, undeleted channels.
 #ifndef BALANCE_POOL_HPP
 #define BALANCE_POOL_HPP
 
-#include <sys/socket.h>
-
 #include <cstdint>
-#include <list>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-// A resolved socket address (back-end or client), kept as plain bytes.
-struct Address {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-
-  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&storage); }
-  // "192.0.2.1" or "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4).
-  std::string host_text() const;
-  int port() const;
-  // "host:port", an IPv6 host in brackets: "[::1]:80".
-  std::string text() const;
-  void set_port(int port);
-  // Bytes that identify the host (not the port) for hashing; IPv4-mapped
-  // IPv6 addresses give the same key as the IPv4 address.
-  std::string host_key() const;
-};
+#include "address.hpp"
 
 // What an administrator configures for a channel.
 struct ChannelConfig {
@@ -49,51 +38,103 @@ struct ChannelConfig {
   unsigned weight = 1;   // speed of one slot, 1..kMaxWeight
 };
 
-enum class AdminState { Enabled, Disabled };
+// Admin state, kept apart from health: AutoDisabled is a channel that -a
+// disabled after a failed connect, so `show` can tell it from one an
+// administrator disabled.
+enum class AdminState { Enabled, Disabled, AutoDisabled };
 enum class Health { Up, Down };
+enum class GroupType { RoundRobin, Hash };
 
 const char* to_string(AdminState state);
 const char* to_string(Health health);
+const char* to_string(GroupType type);  // "rr" or "hash"
 
-struct Channel {
-  size_t group = 0;     // index of its group
-  unsigned number = 0;  // stable within its group
-  ChannelConfig config;
-
-  // Runtime state, apart from configuration.
-  AdminState admin = AdminState::Enabled;
-  Health health = Health::Up;
-  bool deleted = false;
-  unsigned c = 0;                 // connections holding a slot now
-  uint64_t total_connections = 0; // connections relayed since start/reset
-  uint64_t failures = 0;          // refused, unreachable, timed-out connects
-  uint64_t sent = 0;              // bytes written to the back-end
-  uint64_t received = 0;          // bytes read from the back-end
-  uint64_t finished = 0;          // connections ended (for the mean)
-  uint64_t busy_ms = 0;           // summed duration of ended connections
-  int64_t changed_ms = 0;         // when admin state or health last changed
-  int64_t next_probe_ms = 0;      // when a down channel is probed next
-
-  bool available() const {
-    return !deleted && admin == AdminState::Enabled && health == Health::Up &&
-           (config.maxc == 0 || c < config.maxc);
-  }
-  // "Enabled, up, not deleted", regardless of free slots.
-  bool in_service() const {
-    return !deleted && admin == AdminState::Enabled && health == Health::Up;
-  }
-  const char* state_name() const;  // "ENA", "DIS" or "DOWN"
+struct ChannelCounters {
+  uint64_t connections = 0;  // connections relayed (connects that succeeded)
+  uint64_t failures = 0;     // refused, unreachable, timed-out connects
+  uint64_t sent = 0;         // bytes written to the back-end
+  uint64_t received = 0;     // bytes read from the back-end
+  uint64_t finished = 0;     // relayed connections that ended (for the mean)
+  uint64_t busy_ms = 0;      // their summed duration
 };
 
-enum class GroupType { RoundRobin, Hash };
+class Pool;
 
-struct Group {
-  GroupType type = GroupType::RoundRobin;
-  std::vector<std::unique_ptr<Channel>> channels;  // in number order
-  unsigned next_number = 0;   // the number the next created channel gets
-  size_t last_chosen = SIZE_MAX;  // index into channels; ties start after it
+class Channel {
+ public:
+  uint64_t id() const { return id_; }  // unique in the process; new on assign
+  size_t group() const { return group_; }
+  unsigned number() const { return number_; }  // stable within its group
+  const ChannelConfig& config() const { return config_; }
+  AdminState admin() const { return admin_; }
+  Health health() const { return health_; }
+  bool deleted() const { return deleted_; }
+  unsigned c() const { return c_; }
+  const ChannelCounters& counters() const { return counters_; }
+  int64_t changed_ms() const { return changed_ms_; }  // admin state or health
+  int64_t next_probe_ms() const { return next_probe_ms_; }
 
-  Channel* find(unsigned number) const;
+  bool enabled() const { return admin_ == AdminState::Enabled; }
+  // Enabled, up and not deleted, free slot or not.
+  bool in_service() const { return !deleted_ && enabled() && health_ == Health::Up; }
+  bool available() const { return in_service() && (config_.maxc == 0 || c_ < config_.maxc); }
+  // How fast one more connection would be served: weight for a slot of a
+  // channel with maxc > 0, weight / (c + 1) for an unlimited one.
+  double speed() const;
+  const char* state_name() const;  // "ENA", "DIS", "ADIS" or "DOWN"
+
+ private:
+  friend class Pool;
+  uint64_t id_ = 0;
+  size_t group_ = 0;
+  unsigned number_ = 0;
+  ChannelConfig config_;
+  AdminState admin_ = AdminState::Enabled;
+  Health health_ = Health::Up;
+  bool deleted_ = false;
+  unsigned c_ = 0;
+  ChannelCounters counters_;
+  int64_t changed_ms_ = 0;
+  int64_t next_probe_ms_ = 0;
+  // Where the pool's derived structures hold this channel.
+  bool indexed_ = false;       // in its group's ready index
+  double indexed_speed_ = 0;   // the key it is indexed under
+  bool scheduled_ = false;     // in the probe schedule
+  int64_t scheduled_ms_ = 0;   // the time it is scheduled under
+  bool counted_in_service_ = false;
+};
+
+// A round-robin group's available channels, fastest first, then by number.
+struct ReadyKey {
+  double speed;
+  unsigned number;
+  Channel* channel;
+  bool operator<(const ReadyKey& other) const {
+    if (speed != other.speed) return speed > other.speed;
+    return number < other.number;
+  }
+};
+
+class Group {
+ public:
+  GroupType type() const { return type_; }
+  // In number order (numbers increase, with gaps where channels were deleted).
+  const std::vector<std::unique_ptr<Channel>>& channels() const { return channels_; }
+  const Channel* find(unsigned number) const;
+  unsigned next_number() const { return next_number_; }
+
+ private:
+  friend class Pool;
+  Channel* find_mutable(unsigned number) const;
+  GroupType type_ = GroupType::RoundRobin;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  unsigned next_number_ = 0;
+  bool chose_any_ = false;      // ties start after last_chosen_ once set
+  unsigned last_chosen_ = 0;    // number of the channel chosen last
+  std::set<ReadyKey> ready_;    // round-robin groups only
+  // Hash groups: a client's first rendezvous choice, valid until the
+  // group's channels or weights change. Bounded; cleared when full.
+  std::unordered_map<std::string, unsigned> first_choice_;
 };
 
 // A client waiting for a free slot. `owner` is the caller's handle.
@@ -102,17 +143,20 @@ struct Waiter {
   std::string key;        // client address key, for hash groups
   int64_t since_ms = 0;
 };
-using WaitQueue = std::list<Waiter>;
+// Waiters by ticket: tickets rise, so the map is in arrival order, and a
+// listing can resume after the last ticket it showed however the queue
+// changed meanwhile.
+using WaitQueue = std::map<uint64_t, Waiter>;
 
 constexpr unsigned kMaxMaxc = 1000000;
 constexpr unsigned kMaxWeight = 1000000;
 
-// Is `a` faster than `b` for one more connection? Compares the exact
-// rationals weight/(1) (maxc > 0) and weight/(c+1) (unlimited).
-bool faster(const Channel& a, const Channel& b);
+// Is `a` faster than `b` for one more connection? The exact rational
+// comparison of weight / sharers (the oracle that speed() must agree with).
+bool faster(unsigned weight_a, unsigned sharers_a, unsigned weight_b, unsigned sharers_b);
 
-// Weighted rendezvous score of a channel for a client key; higher wins.
-double rendezvous_score(const std::string& key, const Channel& channel);
+// Weighted rendezvous score of a channel number for a client key.
+double rendezvous_score(const std::string& key, unsigned number, unsigned weight);
 
 struct PoolOptions {
   bool hash_failover = false;  // -H
@@ -125,47 +169,74 @@ struct PoolOptions {
 class Pool {
  public:
   explicit Pool(PoolOptions options = {}) : options_(options) {}
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
-  PoolOptions& options() { return options_; }
   const PoolOptions& options() const { return options_; }
+  // Set before use (at start-up, from the command line).
+  void set_options(const PoolOptions& options) { options_ = options; }
 
-  // Configuration.
-  Group& add_group(GroupType type);
-  Channel& add_channel(size_t group, const ChannelConfig& config, int64_t now_ms = 0);
-  std::vector<std::unique_ptr<Group>>& groups() { return groups_; }
-  const std::vector<std::unique_ptr<Group>>& groups() const { return groups_; }
+  // ---- configuration and run-time changes
+  size_t add_group(GroupType type);
+  // False when the group already had that type.
+  bool set_group_type(size_t group, GroupType type);
+  Channel& add_channel(size_t group, const ChannelConfig& config,
+                       AdminState admin = AdminState::Enabled, int64_t now_ms = 0);
   // Removes a channel from scheduling; it is freed once c reaches 0.
-  void remove_channel(size_t group, unsigned number);
+  void remove_channel(Channel& channel);
+  // False when the channel already was in that state. Enabling a channel
+  // that is down has it probed at once (the admin says it is back).
+  bool set_admin(Channel& channel, AdminState admin, int64_t now_ms);
+  void set_maxc(Channel& channel, unsigned maxc);
+  void set_weight(Channel& channel, unsigned weight);
+  void reset_counters(Channel& channel);
+  // Points a disabled channel elsewhere (false with *err when enabled).
+  // It is up again and gets a new id, so a probe of its old address that
+  // is still under way no longer finds it.
+  bool assign(Channel& channel, const std::string& host, const std::string& port,
+              const Address& address, int64_t now_ms, std::string* err);
 
+  // ---- lookups
+  const std::vector<std::unique_ptr<Group>>& groups() const { return groups_; }
+  Channel* find(size_t group, unsigned number);
+  Channel* find_id(uint64_t id);
+  size_t channel_count() const { return by_id_.size(); }
+  // Channels enabled and up: with none, nobody can be served soon.
+  size_t in_service_count() const { return in_service_; }
+
+  // ---- choosing and holding a channel
   // The channel a new client with address key `key` should go to, or null
   // when nothing is available (the client then waits).
   Channel* select(const std::string& key);
-
   // Slot accounting around one connection: acquire() when the connect
   // starts (so a burst never exceeds maxc), connected() when it succeeds,
   // release() when it ends; relayed_ms < 0 for a connect that failed.
   void acquire(Channel& channel);
   void connected(Channel& channel);
   void release(Channel& channel, int64_t relayed_ms);
+  void count_sent(Channel& channel, uint64_t bytes) { channel.counters_.sent += bytes; }
+  void count_received(Channel& channel, uint64_t bytes) { channel.counters_.received += bytes; }
 
-  // Health. connect_failed() marks the channel down (or disabled with -a)
-  // and returns true when this changed its state.
+  // ---- health
+  // Marks the channel down (or disabled with -a); true when this changed
+  // its state.
   bool connect_failed(Channel& channel, int64_t now_ms);
   bool mark_up(Channel& channel, int64_t now_ms);
-  bool set_admin(Channel& channel, AdminState admin, int64_t now_ms);
-  // Down channels whose probe is due; the caller probes each and calls
-  // mark_up() or probe_failed().
+  // Down channels whose probe is due, each rescheduled `retry` later so a
+  // slow probe is not doubled; the caller probes each and calls mark_up()
+  // or probe_failed(). O(log n) per channel returned.
   std::vector<Channel*> due_probes(int64_t now_ms);
   void probe_failed(Channel& channel, int64_t now_ms);
   // Earliest time any down channel needs a probe, or -1.
   int64_t next_probe_ms() const;
 
-  // The wait queue.
-  WaitQueue& queue() { return queue_; }
+  // ---- the wait queue
   const WaitQueue& queue() const { return queue_; }
-  // Appends a waiter; returns end() (and counts a drop) when full.
-  WaitQueue::iterator enqueue(void* owner, const std::string& key, int64_t now_ms);
-  void leave_queue(WaitQueue::iterator it) { queue_.erase(it); }
+  // Appends a waiter and returns its ticket, or 0 (and counts a drop)
+  // when the queue is full.
+  uint64_t enqueue(void* owner, const std::string& key, int64_t now_ms);
+  // A waiter gives up; returns how long it waited.
+  int64_t leave_queue(uint64_t ticket, int64_t now_ms);
   // Waiters that can be served now, in FIFO order, each with its channel
   // already acquired; they are removed from the queue.
   std::vector<std::pair<Waiter, Channel*>> serve_queue();
@@ -174,6 +245,10 @@ class Pool {
   // Deadline of the oldest waiter, or -1.
   int64_t next_queue_deadline_ms() const;
   void count_drop() { ++dropped_; }
+  // True once after anything that may have freed a slot (a release, an
+  // enable, maxc or weight raised, a channel up...): the caller serves
+  // the queue then.
+  bool take_serve_due();
 
   size_t queue_high_water() const { return queue_high_water_; }
   uint64_t dropped() const { return dropped_; }
@@ -187,14 +262,24 @@ class Pool {
   Channel* select_in(Group& group, const std::string& key);
   Channel* select_rr(Group& group);
   Channel* select_hash(Group& group, const std::string& key);
+  // Brings the derived structures (ready index, probe schedule, counts)
+  // in line with the channel's state, after every change to it.
+  void refresh(Channel& channel);
+  void set_health(Channel& channel, Health health, int64_t now_ms);
+  void hash_order_changed(Group& group);
   void free_if_retired(Channel& channel);
   bool has_hash_group() const;
 
   PoolOptions options_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<std::unique_ptr<Channel>> retired_;  // deleted, c > 0
-  size_t down_channels_ = 0;  // channels in scheduling whose health is Down
+  std::unordered_map<uint64_t, Channel*> by_id_;   // channels in groups
+  uint64_t next_id_ = 1;
+  std::set<std::pair<int64_t, uint64_t>> probe_schedule_;  // (when, id)
+  size_t in_service_ = 0;
+  bool serve_due_ = false;
   WaitQueue queue_;
+  uint64_t next_ticket_ = 1;
   size_t queue_high_water_ = 0;
   uint64_t dropped_ = 0;
   uint64_t waited_ = 0;

@@ -69,8 +69,7 @@ struct Connection final : Watcher {
   Address peer;
   std::string key;  // client host key for hash groups
   Channel* channel = nullptr;
-  WaitQueue::iterator waiting;
-  bool in_queue = false;     // holds an entry in the pool's wait queue
+  uint64_t ticket = 0;       // its place in the pool's wait queue, 0 = none
   bool peeked_data = false;  // a waiting client has sent data already
   std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
   std::list<Connection*>::iterator timer_it;
@@ -100,15 +99,17 @@ struct Connection final : Watcher {
   void set_timer(std::list<Connection*>* list);
 };
 
+// A probe knows its channel by id: a channel deleted or assigned while
+// the probe runs is no longer found, and nothing dangles.
 struct Probe final : Watcher {
   Proxy& proxy;
-  Channel* channel;
+  uint64_t channel_id;
   Fd fd;
   int64_t deadline_ms;
   bool done = false;
 
-  Probe(Proxy& owner, Channel* target, int64_t deadline)
-      : proxy(owner), channel(target), deadline_ms(deadline) {}
+  Probe(Proxy& owner, uint64_t target, int64_t deadline)
+      : proxy(owner), channel_id(target), deadline_ms(deadline) {}
   void on_ready(int, unsigned) override {
     if (!done) proxy.probe_done(*this, socket_error(fd.get()));
   }
@@ -142,8 +143,8 @@ void PipePool::give(Pipe pipe) {
 Fd open_reserve() { return Fd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
 std::string channel_name(const Channel& channel) {
-  return std::to_string(channel.group) + ":" + std::to_string(channel.number) + " " +
-         channel.config.address.text();
+  return std::to_string(channel.group()) + ":" + std::to_string(channel.number()) + " " +
+         channel.config().address.text();
 }
 
 // ---------------------------------------------------------------- Connection
@@ -328,14 +329,14 @@ bool Connection::received(Side& from, Side& to, bool to_backend, const char* dat
                           size_t length) {
   if (data && proxy.state().options.packet_dump) proxy.dump(*this, to_backend, data, length);
   from.bytes_read += length;
-  if (!to_backend && channel) channel->received += length;
+  if (!to_backend && channel) proxy.state().pool.count_received(*channel, length);
   if (state != ConnState::Relaying) return true;  // written once connected
   proxy.touch(*this);
   return flush(from, to);
 }
 
 void Connection::delivered(const Side& to, size_t length) {
-  if (&to == &backend && channel) channel->sent += length;
+  if (&to == &backend && channel) proxy.state().pool.count_sent(*channel, length);
   proxy.touch(*this);
 }
 
@@ -415,82 +416,58 @@ void Connection::close_sides(bool reset) {
 
 // ---------------------------------------------------------------- Proxy
 
-Proxy::Proxy(State& state) : state_(state) { state_.proxy = this; }
-
-Proxy::~Proxy() {
-  close_all();
-  state_.proxy = nullptr;
+Proxy::Proxy(State& state)
+    : state_(state),
+      acceptor_(state, 64, [this](Fd fd, const Address& peer) { accepted(std::move(fd), peer); }) {
+  // Accepting waits for the end of the pass: a connection that ended in
+  // this pass frees its slot first, so a client that reconnects at once
+  // finds the fast channel it just left free again.
+  acceptor_.defer_to_tick();
+  // Spare pipes hold descriptors: they go first when descriptors run out,
+  // and accepting resumes only once the reserve can be had again.
+  acceptor_.on_shortage = [this] { pipes_.clear(); };
+  acceptor_.may_resume = [this] {
+    if (!reserve_) reserve_ = open_reserve();
+    return bool(reserve_);
+  };
 }
+
+Proxy::~Proxy() { close_all(); }
 
 bool Proxy::listen(std::string* err) {
   const Options& options = state_.options;
   Address address = state_.listen_address;  // resolved at start-up
   std::string why;
-  listener_ = listen_tcp(address, options.ipv6_only, 1024, &why);
-  if (!listener_ && options.bind_address.empty() && address_family(options) == AF_UNSPEC &&
-      address.storage.ss_family == AF_INET6) {
+  Fd listener = listen_tcp(address, options.ipv6_only, 1024, &why);
+  if (!listener && options.bind_address.empty() && address_family(options) == AF_UNSPEC &&
+      address.family() == AF_INET6) {
     // No IPv6 on this host: fall back to the IPv4 wildcard.
     if (resolve_address("", options.port, AF_INET, true, &address, &why))
-      listener_ = listen_tcp(address, false, 1024, &why);
+      listener = listen_tcp(address, false, 1024, &why);
   }
-  if (!listener_) {
+  if (!listener) {
     *err = options.port + ": " + why;
     return false;
   }
   state_.listen_text = address.text();
-  state_.poller->watch(listener_.get(), kReadable, this);
+  acceptor_.start(std::move(listener));
   reserve_ = open_reserve();
   return true;
 }
 
-// Accepting waits for the end of the pass: a connection that ended in
-// this pass frees its slot first, so a client that reconnects at once
-// finds the fast channel it just left free again.
-void Proxy::on_ready(int, unsigned) { accept_pending_ = true; }
-
-void Proxy::accept_clients() {
-  // Bounded per pass so a flood of connects cannot starve relaying.
-  for (int i = 0; i < 64; ++i) {
-    Address peer;
-    int fd = accept_connection(listener_.get(), &peer);
-    if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-        pause_accepting(errno);
-      return;  // EAGAIN, or an aborted handshake: nothing to do
-    }
-    // One line per shortage: it ends after ten seconds without one, so a
-    // limit that is hit again and again is not logged again and again.
-    if (accept_failing_ && state_.now_ms - fd_shortage_ms_ >= 10000) {
-      accept_failing_ = false;
-      state_.log.info("file descriptors available again");
-    }
+void Proxy::accepted(Fd fd, const Address& peer) {
 #if !defined(__linux__)
-    set_nodelay(fd);  // Linux passes the listener's TCP_NODELAY on
+  set_nodelay(fd.get());  // Linux passes the listener's TCP_NODELAY on
 #endif
-    auto connection = std::make_unique<Connection>(*this, next_id_++);
-    connection->client.fd.reset(fd);
-    connection->peer = peer;
-    connection->key = peer.host_key();
-    connection->accepted_ms = state_.now_ms;
-    connection->index = connections_.size();
-    Connection& c = *connection;
-    connections_.push_back(std::move(connection));
-    dispatch(c);
-  }
-}
-
-void Proxy::pause_accepting(int error) {
-  // Out of descriptors: stop accepting for a moment instead of spinning
-  // on a listener that stays readable. Pending clients wait in the
-  // kernel's backlog; a connection that ends resumes accepting sooner.
-  if (!accept_failing_)
-    state_.log.warning("cannot accept: %s; pausing new connections", std::strerror(error));
-  pipes_.clear();
-  accept_failing_ = true;
-  fd_shortage_ms_ = state_.now_ms;
-  accept_paused_ = true;
-  accept_resume_ms_ = state_.now_ms + 100;
-  state_.poller->watch(listener_.get(), 0, this);
+  auto connection = std::make_unique<Connection>(*this, next_id_++);
+  connection->client.fd = std::move(fd);
+  connection->peer = peer;
+  connection->key = peer.host_key();
+  connection->accepted_ms = state_.now_ms;
+  connection->index = connections_.size();
+  Connection& c = *connection;
+  connections_.push_back(std::move(connection));
+  dispatch(c);
 }
 
 void Proxy::dispatch(Connection& c) {
@@ -503,19 +480,17 @@ void Proxy::dispatch(Connection& c) {
     connect_to(c, *channel);
     return;
   }
-  c.waiting = pool.enqueue(&c, c.key, state_.now_ms);
-  if (c.waiting == pool.queue().end()) {
+  c.ticket = pool.enqueue(&c, c.key, state_.now_ms);
+  if (!c.ticket) {
     log_drop("queue full");
     c.end_reason = "queue full";
     c.close_sides(false);
     return;
   }
-  c.in_queue = true;
   c.state = ConnState::Waiting;
   // Data or EOF already taken from the client (during a failed connect)
   // means it asked for something: only a reset shows it has gone.
   c.peeked_data = c.client.pending() > 0 || c.client.read_eof;
-  serve_pending_ = true;
   c.update_interest();
 }
 
@@ -523,7 +498,7 @@ void Proxy::dispatch(Connection& c) {
 // a probe sees the channel as the traffic will.
 const Address* Proxy::source_for(const Channel& channel) const {
   const Address& source = state_.source_address;
-  return source.length && source.storage.ss_family == channel.config.address.storage.ss_family
+  return source.length && source.family() == channel.config().address.family()
              ? &source
              : nullptr;
 }
@@ -534,13 +509,13 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
   c.connect_ms = state_.now_ms;
   const Address* from = source_for(channel);
   bool in_progress = false;
-  Fd fd = ::start_connect(channel.config.address, from, &in_progress);
+  Fd fd = ::start_connect(channel.config().address, from, &in_progress);
   if (!fd && (errno == EMFILE || errno == ENFILE) && reserve_) {
     // The client took the last descriptor: the reserve makes room for its
     // back-end, and accepting pauses until the reserve can be had again.
     reserve_.reset();
-    pause_accepting(EMFILE);
-    fd = ::start_connect(channel.config.address, from, &in_progress);
+    acceptor_.pause(EMFILE);
+    fd = ::start_connect(channel.config().address, from, &in_progress);
   }
   if (!fd) {
     int error = errno;
@@ -548,7 +523,7 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
       // Not the channel's fault: this client cannot be served now.
       state_.pool.release(channel, -1);
       c.channel = nullptr;
-      pause_accepting(error);
+      acceptor_.pause(error);
       c.end_reason = "out of file descriptors";
       c.close_sides(false);
       return;
@@ -574,7 +549,7 @@ void Proxy::connect_failed(Connection& c, int error) {
   c.set_timer(nullptr);
   if (state_.pool.connect_failed(channel, state_.now_ms))
     state_.log.warning("channel %s %s: %s", channel_name(channel).c_str(),
-                       state_.options.autodisable ? "disabled" : "down", std::strerror(error));
+                       state_.options.pool.autodisable ? "disabled" : "down", std::strerror(error));
   // Released last: a deleted channel is freed with its last connection.
   state_.pool.release(channel, -1);
   c.channel = nullptr;
@@ -596,15 +571,13 @@ void Proxy::finished(Connection& c) {
   if (c.state == ConnState::Closed) return;
   ConnState was = c.state;
   c.state = ConnState::Closed;
-  if (c.in_queue) {
-    c.waited_ms = state_.now_ms - c.waiting->since_ms;
-    state_.pool.leave_queue(c.waiting);
-    c.in_queue = false;
+  if (c.ticket) {
+    c.waited_ms = state_.pool.leave_queue(c.ticket, state_.now_ms);
+    c.ticket = 0;
   }
   // A connection that had its back-end frees two descriptors: enough to
   // accept and serve one more client at once.
-  if (accept_paused_ && (was == ConnState::Relaying || was == ConnState::Connecting))
-    accept_resume_ms_ = state_.now_ms;
+  if (was == ConnState::Relaying || was == ConnState::Connecting) acceptor_.resume_soon();
   if (state_.options.debug) {
     state_.log.info("connection %llu from %s to %s: %s; sent %llu, received %llu bytes; "
                     "waited %.3f s, lasted %.3f s",
@@ -618,7 +591,6 @@ void Proxy::finished(Connection& c) {
   if (c.channel) {
     int64_t relayed = was == ConnState::Relaying ? state_.now_ms - c.relay_ms : -1;
     state_.pool.release(*c.channel, relayed);
-    serve_pending_ = true;
   }
   c.channel = nullptr;
   closed_.push_back(&c);
@@ -634,11 +606,10 @@ void Proxy::log_drop(const char* why) {
 }
 
 void Proxy::serve_queue() {
-  serve_pending_ = false;
   Pool& pool = state_.pool;
   for (auto& [waiter, channel] : pool.serve_queue()) {
     Connection& c = *static_cast<Connection*>(waiter.owner);
-    c.in_queue = false;
+    c.ticket = 0;
     c.waited_ms = state_.now_ms - waiter.since_ms;
     pool.record_wait(c.waited_ms);
     connect_to(c, *channel);
@@ -649,7 +620,7 @@ void Proxy::expire() {
   int64_t now = state_.now_ms;
   for (void* owner : state_.pool.expire_waiters(now)) {
     Connection& c = *static_cast<Connection*>(owner);
-    c.in_queue = false;
+    c.ticket = 0;
     c.waited_ms = state_.pool.options().queue_wait_ms;
     log_drop("queue wait limit reached");
     c.end_reason = "queue wait limit";
@@ -668,26 +639,19 @@ void Proxy::expire() {
   }
   for (auto& probe : probes_)
     if (!probe->done && probe->deadline_ms <= now) probe_done(*probe, ETIMEDOUT);
-  if (accept_paused_ && accept_resume_ms_ <= now) {
-    if (!reserve_) reserve_ = open_reserve();
-    if (!reserve_) {
-      accept_resume_ms_ = now + 100;  // still no descriptor to spare
-    } else {
-      accept_paused_ = false;
-      state_.poller->watch(listener_.get(), kReadable, this);
-    }
-  }
 }
 
 void Proxy::start_probes() {
   for (Channel* channel : state_.pool.due_probes(state_.now_ms)) {
+    // A probe that outlives -r (a connect timeout longer than the retry
+    // interval) is not doubled.
     bool probing = false;
-    for (auto& probe : probes_) probing |= !probe->done && probe->channel == channel;
+    for (auto& probe : probes_) probing |= !probe->done && probe->channel_id == channel->id();
     if (probing) continue;
-    auto probe = std::make_unique<Probe>(*this, channel,
+    auto probe = std::make_unique<Probe>(*this, channel->id(),
                                          state_.now_ms + state_.options.connect_timeout_ms);
     bool in_progress = false;
-    probe->fd = ::start_connect(channel->config.address, source_for(*channel), &in_progress);
+    probe->fd = ::start_connect(channel->config().address, source_for(*channel), &in_progress);
     if (!probe->fd) {
       state_.pool.probe_failed(*channel, state_.now_ms);
       continue;
@@ -707,23 +671,14 @@ void Proxy::probe_done(Probe& probe, int error) {
     state_.poller->forget(probe.fd.get());
     probe.fd.reset();
   }
-  if (!probe.channel) return;  // deleted meanwhile
+  Channel* channel = state_.pool.find_id(probe.channel_id);
+  if (!channel) return;  // deleted or assigned meanwhile
   if (error) {
-    state_.pool.probe_failed(*probe.channel, state_.now_ms);
+    state_.pool.probe_failed(*channel, state_.now_ms);
     return;
   }
-  if (state_.pool.mark_up(*probe.channel, state_.now_ms)) {
-    state_.log.info("channel %s up", channel_name(*probe.channel).c_str());
-    serve_pending_ = true;
-  }
-}
-
-void Proxy::forget_channel(const Channel& channel) {
-  for (auto& probe : probes_)
-    if (probe->channel == &channel) {
-      probe->channel = nullptr;
-      if (!probe->done) probe_done(*probe, ECANCELED);
-    }
+  if (state_.pool.mark_up(*channel, state_.now_ms))
+    state_.log.info("channel %s up", channel_name(*channel).c_str());
 }
 
 void Proxy::free_closed() {
@@ -747,12 +702,8 @@ void Proxy::free_closed() {
 void Proxy::tick() {
   expire();
   start_probes();
-  if (accept_pending_) {
-    accept_pending_ = false;
-    accept_clients();
-  }
-  if (serve_pending_ && !state_.pool.queue().empty()) serve_queue();
-  serve_pending_ = false;
+  acceptor_.tick();
+  if (state_.pool.take_serve_due() && !state_.pool.queue().empty()) serve_queue();
   free_closed();
 }
 
@@ -768,8 +719,7 @@ int64_t Proxy::next_deadline_ms() const {
   for (auto& probe : probes_)
     if (!probe->done) consider(probe->deadline_ms);
   consider(state_.pool.next_probe_ms());
-  if (accept_paused_) consider(accept_resume_ms_);
-  if (serve_pending_) consider(state_.now_ms);
+  consider(acceptor_.next_deadline_ms());
   return next;
 }
 
@@ -782,8 +732,7 @@ void Proxy::close_all() {
   for (auto& probe : probes_)
     if (probe->fd) state_.poller->forget(probe->fd.get());
   probes_.clear();
-  if (listener_) state_.poller->forget(listener_.get());
-  listener_.reset();
+  acceptor_.close();
 }
 
 void Proxy::dump(const Connection& c, bool to_backend, const char* data, size_t length) {

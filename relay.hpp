@@ -10,6 +10,7 @@
 
 #include "balance.hpp"
 #include "net.hpp"
+#include "server.hpp"
 
 struct Connection;
 struct Probe;
@@ -39,7 +40,7 @@ class PipePool {
   std::vector<Pipe> free_;
 };
 
-class Proxy final : public Watcher {
+class Proxy {
  public:
   explicit Proxy(State& state);
   ~Proxy();
@@ -51,16 +52,9 @@ class Proxy final : public Watcher {
   void tick();
   // The earliest deadline the loop must wake up for, or -1.
   int64_t next_deadline_ms() const;
-  // A slot may have freed (a control command enabled a channel, raised
-  // maxc...): the queue is served at the end of this pass.
-  void slots_changed() { serve_pending_ = true; }
-  // A channel is about to be deleted: its probe, if any, ends.
-  void forget_channel(const Channel& channel);
   size_t connection_count() const { return connections_.size(); }
   // Closes every connection at once (shutdown of the process).
   void close_all();
-
-  void on_ready(int fd, unsigned events) override;  // the listener
 
   // Used by connections and probes.
   State& state() { return state_; }
@@ -74,8 +68,7 @@ class Proxy final : public Watcher {
   void dump(const Connection& connection, bool to_backend, const char* data, size_t length);
 
  private:
-  void accept_clients();
-  void pause_accepting(int error);
+  void accepted(Fd fd, const Address& peer);
   void connect_to(Connection& connection, Channel& channel);
   const Address* source_for(const Channel& channel) const;
   void serve_queue();
@@ -85,7 +78,7 @@ class Proxy final : public Watcher {
   void log_drop(const char* why);
 
   State& state_;
-  Fd listener_;
+  Acceptor acceptor_;
   Fd reserve_;  // a spare descriptor for the back-end of the last client
   BufferPool buffers_;
   PipePool pipes_;
@@ -97,12 +90,6 @@ class Proxy final : public Watcher {
   std::list<Connection*> connecting_;
   std::list<Connection*> idle_;
   uint64_t next_id_ = 1;
-  bool serve_pending_ = false;
-  bool accept_pending_ = false;  // the listener was readable this pass
-  bool accept_paused_ = false;   // listener not watched for a moment
-  bool accept_failing_ = false;  // a shortage was logged
-  int64_t fd_shortage_ms_ = 0;   // when descriptors last ran out
-  int64_t accept_resume_ms_ = 0;
   int64_t last_drop_log_ms_ = -1000000;
   uint64_t drops_since_log_ = 0;
 };

@@ -1,72 +1,559 @@
-// Statistics: the show table, its JSON and CSV forms, the queue listing,
-// Prometheus metrics, and the read-only HTTP listener (-s) that serves
-// them. The listener runs in the relay loop and never blocks it: a
-// request must arrive within kRequestMs and fit in kMaxRequest bytes.
-#include <sys/socket.h>
+// Statistics (see stats.hpp): one table of per-channel fields and the
+// Producers that render it as the show table, CSV, JSON and Prometheus
+// text, and the queue listing.
+//
+// Invariants: a Producer reads the pool only through a cursor (group
+// index, next channel number, or the next queue ticket), so a channel
+// deleted between two pieces is skipped and nothing dangles; one call of
+// produce() renders at most kChannelsPerPiece channels; no fixed-size
+// buffer holds text of unbounded length.
+#include "stats.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
-#include "control.hpp"
+#include "balance.hpp"
 
 namespace {
 
-constexpr size_t kMaxRequest = 8192;
-constexpr int64_t kRequestMs = 5000;
-constexpr size_t kMaxHttpClients = 64;
-
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string format(const char* fmt, ...) {
-  char line[512];
-  va_list args;
-  va_start(args, fmt);
-  std::vsnprintf(line, sizeof line, fmt, args);
-  va_end(args);
-  return line;
-}
+constexpr int kChannelsPerPiece = 32;
 
 double seconds(int64_t ms) { return double(ms) / 1000.0; }
 
-double mean_job_seconds(const Channel& channel) {
-  return channel.finished ? double(channel.busy_ms) / 1000.0 / double(channel.finished) : 0.0;
+// Escapes `special` characters with a backslash and bytes outside
+// printable ASCII as `hex_prefix` and two hex digits.
+std::string escaped(const std::string& text, const char* special, const char* hex_prefix) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char ch : text) {
+    if (ch && std::strchr(special, ch)) {
+      out += '\\';
+      out += char(ch);
+    } else if (ch < 32 || ch >= 127) {
+      out += hex_prefix;
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    } else {
+      out += char(ch);
+    }
+  }
+  return out;
 }
 
-std::string address_text(const Channel& channel) {
-  return channel.config.address.host_text();
+// A host as given may hold any bytes (the resolver accepts some trailing
+// junk); the line-based forms show it with bytes outside printable ASCII
+// and the backslash escaped, so that no reply line can break or end early.
+std::string printable(const std::string& text) { return escaped(text, "\\", "\\x"); }
+
+std::string fixed3(double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.3f", value);
+  return text;
 }
 
 double mean_wait_seconds(const Pool& pool) {
   return pool.waited() ? seconds(int64_t(pool.wait_total_ms())) / double(pool.waited()) : 0.0;
 }
 
-const char* type_name(GroupType type) { return type == GroupType::Hash ? "hash" : "rr"; }
+// ---------------------------------------------------------------- the field table
 
-template <typename Visit>
-void each_channel(const State& state, Visit visit) {
-  const auto& groups = state.pool.groups();
-  for (size_t g = 0; g < groups.size(); ++g)
-    for (const auto& channel : groups[g]->channels) visit(g, *groups[g], *channel);
+struct Row {
+  const State& state;
+  size_t group;
+  const Group& group_ref;
+  const Channel& channel;
+};
+
+enum class Kind { Text, Count, Seconds };
+
+struct Value {
+  Kind kind = Kind::Count;
+  uint64_t count = 0;
+  double seconds = 0;
+  std::string text;
+
+  void set_text(const std::string& t) {
+    kind = Kind::Text;
+    text = t;
+  }
+  void set_count(uint64_t n) {
+    kind = Kind::Count;
+    count = n;
+  }
+  void set_seconds(double s) {
+    kind = Kind::Seconds;
+    seconds = s;
+  }
+  std::string plain() const {
+    if (kind == Kind::Text) return text;
+    if (kind == Kind::Count) return std::to_string(count);
+    return fixed3(seconds);
+  }
+  double number() const { return kind == Kind::Count ? double(count) : seconds; }
+};
+
+struct ChannelField {
+  const char* key;     // CSV header and JSON member; nullptr = a metric only
+  const char* column;  // show column; nullptr = not in the table
+  int width;           // show column width; negative = left-aligned
+  bool brief;          // also in `show brief` (balance 3.x's columns)
+  bool per_group;      // JSON gives it once per group, not per channel
+  const char* metric;  // Prometheus name (balance_channel_...), or nullptr
+  const char* metric_type;
+  const char* help;
+  void (*get)(const Row&, Value*);
+  // The table's text where it differs from the value (3.x's spelling).
+  void (*table_text)(const Row&, Value*) = nullptr;
+};
+
+// balance 3.x's columns first, in 3.x's order, so that its scripts'
+// `awk '{print $10}'` still reads sent; every newer column after them.
+const ChannelField kFields[] = {
+    {"group", "GRP", 3, true, true, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_count(r.group); }},
+    {"type", "Type", -4, true, true, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_text(to_string(r.group_ref.type())); },
+     [](const Row& r, Value* v) { v->set_text(r.group_ref.type() == GroupType::Hash ? "Hash" : "RR"); }},
+    {"channel", "#", 3, true, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_count(r.channel.number()); }},
+    {"state", "S", -4, true, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_text(r.channel.state_name()); }},
+    {"address", "ip-address", -15, true, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_text(r.channel.config().address.host_text()); }},
+    {"port", "port", 5, true, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_count(uint64_t(r.channel.config().address.port())); }},
+    {"c", "c", 4, true, false, "connections", "gauge", "Connections holding a slot now.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.c()); }},
+    {"totalc", "totalc", 7, true, false, "connections_total", "counter", "Connections relayed.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.counters().connections); }},
+    {"maxc", "maxc", 4, true, false, "maxc", "gauge", "Slots of the channel (0 = unlimited).",
+     [](const Row& r, Value* v) { v->set_count(r.channel.config().maxc); }},
+    {"sent", "sent", 10, true, false, "sent_bytes_total", "counter", "Bytes sent to the back-end.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.counters().sent); }},
+    {"rcvd", "rcvd", 10, true, false, "received_bytes_total", "counter",
+     "Bytes received from the back-end.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.counters().received); }},
+    {"weight", "weight", 6, false, false, "weight", "gauge", "Speed of one slot.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.config().weight); }},
+    {"failures", "fail", 5, false, false, "failures_total", "counter", "Failed connects.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.counters().failures); }},
+    {"mean_time_s", "avgtime", 8, false, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) {
+       const ChannelCounters& n = r.channel.counters();
+       v->set_seconds(n.finished ? seconds(int64_t(n.busy_ms)) / double(n.finished) : 0.0);
+     }},
+    {"since_change_s", nullptr, 0, false, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_seconds(seconds(r.state.now_ms - r.channel.changed_ms())); }},
+    {"host", "host", -1, false, false, nullptr, nullptr, nullptr,
+     [](const Row& r, Value* v) { v->set_text(printable(r.channel.config().host)); }},
+    {nullptr, nullptr, 0, false, false, "up", "gauge", "1 when the channel is enabled and up.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.in_service() ? 1 : 0); }},
+    {nullptr, nullptr, 0, false, false, "enabled", "gauge", "1 when the channel is enabled.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.enabled() ? 1 : 0); }},
+    {nullptr, nullptr, 0, false, false, "busy_seconds_total", "counter",
+     "Summed duration of ended connections.",
+     [](const Row& r, Value* v) { v->set_seconds(seconds(int64_t(r.channel.counters().busy_ms))); }},
+};
+
+// Overall figures of the queue: JSON's "queue" object and the metrics.
+struct QueueField {
+  const char* key;
+  const char* metric;  // balance_queue_...
+  const char* metric_type;
+  const char* help;
+  void (*get)(const Pool&, Value*);
+};
+
+const QueueField kQueueFields[] = {
+    {"length", "length", "gauge", "Clients waiting for a free slot.",
+     [](const Pool& p, Value* v) { v->set_count(p.queue().size()); }},
+    {"high_water", "high_water", "gauge", "Most clients ever waiting at once.",
+     [](const Pool& p, Value* v) { v->set_count(p.queue_high_water()); }},
+    {"limit", nullptr, nullptr, nullptr,
+     [](const Pool& p, Value* v) { v->set_count(p.options().queue_limit); }},
+    {"wait_limit_s", nullptr, nullptr, nullptr,
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(p.options().queue_wait_ms)); }},
+    {"dropped", "dropped_total", "counter", "Clients closed by the queue limits.",
+     [](const Pool& p, Value* v) { v->set_count(p.dropped()); }},
+    {"waited", "waited_total", "counter", "Clients served after waiting.",
+     [](const Pool& p, Value* v) { v->set_count(p.waited()); }},
+    {"wait_seconds_total", "wait_seconds_total", "counter", "Summed wait of served clients.",
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(int64_t(p.wait_total_ms()))); }},
+    {"wait_mean_s", nullptr, nullptr, nullptr,
+     [](const Pool& p, Value* v) { v->set_seconds(mean_wait_seconds(p)); }},
+    {"wait_max_s", nullptr, nullptr, nullptr,
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(p.wait_max_ms())); }},
+};
+
+// ---------------------------------------------------------------- cursor
+
+// Walks groups and their channels by (group index, next channel number):
+// no iterator or pointer survives between two steps.
+class ChannelCursor {
+ public:
+  enum class Step { GroupStart, Channel, GroupEnd, Done };
+
+  explicit ChannelCursor(const Pool& pool) : pool_(pool) {}
+  void restart() {
+    group_ = 0;
+    inside_ = false;
+  }
+  Step next(size_t* group, const Channel** channel) {
+    const auto& groups = pool_.groups();
+    if (group_ >= groups.size()) return Step::Done;
+    *group = group_;
+    if (!inside_) {
+      inside_ = true;
+      next_number_ = 0;
+      return Step::GroupStart;
+    }
+    const auto& channels = groups[group_]->channels();
+    auto it = std::lower_bound(channels.begin(), channels.end(), next_number_,
+                               [](const std::unique_ptr<::Channel>& c, uint64_t n) {
+                                 return c->number() < n;
+                               });
+    if (it != channels.end()) {
+      next_number_ = uint64_t((*it)->number()) + 1;
+      *channel = it->get();
+      return Step::Channel;
+    }
+    inside_ = false;
+    ++group_;
+    return Step::GroupEnd;
+  }
+
+ private:
+  const Pool& pool_;
+  size_t group_ = 0;
+  uint64_t next_number_ = 0;
+  bool inside_ = false;
+};
+
+// A Producer that walks the channels once: a head, then per group and
+// channel, then a tail.
+class ChannelWalk : public Producer {
+ public:
+  explicit ChannelWalk(const State& state) : state_(state), cursor_(state.pool) {}
+  bool produce(std::string* out) override {
+    if (!started_) {
+      started_ = true;
+      head(out);
+    }
+    for (int done = 0; done < kChannelsPerPiece;) {
+      size_t group = 0;
+      const Channel* channel = nullptr;
+      switch (cursor_.next(&group, &channel)) {
+        case ChannelCursor::Step::GroupStart:
+          group_start(group, out);
+          break;
+        case ChannelCursor::Step::Channel:
+          row(Row{state_, group, *state_.pool.groups()[group], *channel}, out);
+          ++done;
+          break;
+        case ChannelCursor::Step::GroupEnd:
+          group_end(group, out);
+          break;
+        case ChannelCursor::Step::Done:
+          tail(out);
+          return false;
+      }
+    }
+    return true;
+  }
+
+ protected:
+  virtual void head(std::string* out) = 0;
+  virtual void group_start(size_t, std::string*) {}
+  virtual void row(const Row& row, std::string* out) = 0;
+  virtual void group_end(size_t, std::string*) {}
+  virtual void tail(std::string* out) = 0;
+
+  const State& state_;
+  ChannelCursor cursor_;
+  bool started_ = false;
+  bool channels_in_group_ = false;
+  Value value_;
+};
+
+void pad(std::string* out, const std::string& text, int width) {
+  size_t w = size_t(width < 0 ? -width : width);
+  if (width > 0 && text.size() < w) out->append(w - text.size(), ' ');
+  out->append(text);
+  if (width < 0 && text.size() < w) out->append(w - text.size(), ' ');
 }
 
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char ch : text) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += char(ch);
-    } else if (ch < 32) {
-      out += format("\\u%04x", ch);
-    } else {
-      out += char(ch);
+// The queue lines that end `show` in every text form.
+std::string queue_lines(const Pool& pool) {
+  return "\nqueue: " + std::to_string(pool.queue().size()) + " waiting, high-water " +
+         std::to_string(pool.queue_high_water()) + ", limit " +
+         std::to_string(pool.options().queue_limit) + ", wait limit " +
+         fixed3(seconds(pool.options().queue_wait_ms)) + " s; " + std::to_string(pool.dropped()) +
+         " dropped\nwaited: " + std::to_string(pool.waited()) + " clients, mean " +
+         fixed3(mean_wait_seconds(pool)) + " s, max " + fixed3(seconds(pool.wait_max_ms())) + " s";
+}
+
+class TableShow final : public ChannelWalk {
+ public:
+  TableShow(const State& state, bool brief) : ChannelWalk(state), brief_(brief) {
+    for (const ChannelField& field : kFields)
+      if (shown(field)) last_ = &field;
+  }
+
+ private:
+  bool shown(const ChannelField& field) const { return field.column && (field.brief || !brief_); }
+  void head(std::string* out) override {
+    bool first = true;
+    for (const ChannelField& field : kFields) {
+      if (!shown(field)) continue;
+      if (!first) *out += ' ';
+      first = false;
+      // The last column (host) is not padded: no trailing blanks.
+      pad(out, field.column, &field == last_ ? 0 : field.width);
     }
+  }
+  void group_start(size_t, std::string*) override { channels_in_group_ = false; }
+  void row(const Row& row, std::string* out) override {
+    channels_in_group_ = true;
+    *out += '\n';
+    bool first = true;
+    for (const ChannelField& field : kFields) {
+      if (!shown(field)) continue;
+      if (!first) *out += ' ';
+      first = false;
+      (field.table_text ? field.table_text : field.get)(row, &value_);
+      pad(out, value_.plain(), &field == last_ ? 0 : field.width);
+    }
+  }
+  void group_end(size_t group, std::string* out) override {
+    if (channels_in_group_) return;
+    // An empty group still shows, so `group G` targets are visible.
+    const Group& g = *state_.pool.groups()[group];
+    *out += '\n';
+    pad(out, std::to_string(group), 3);
+    *out += ' ';
+    pad(out, g.type() == GroupType::Hash ? "Hash" : "RR", -4);
+    *out += "   - (no channels)";
+  }
+  void tail(std::string* out) override { *out += queue_lines(state_.pool); }
+
+  bool brief_;
+  const ChannelField* last_ = nullptr;  // the last column: not padded
+};
+
+class CsvShow final : public ChannelWalk {
+ public:
+  using ChannelWalk::ChannelWalk;
+
+ private:
+  void head(std::string* out) override {
+    bool first = true;
+    for (const ChannelField& field : kFields) {
+      if (!field.key) continue;
+      if (!first) *out += ',';
+      first = false;
+      *out += field.key;
+    }
+  }
+  void row(const Row& row, std::string* out) override {
+    *out += '\n';
+    bool first = true;
+    for (const ChannelField& field : kFields) {
+      if (!field.key) continue;
+      if (!first) *out += ',';
+      first = false;
+      field.get(row, &value_);
+      *out += value_.kind == Kind::Text ? csv_field(value_.text) : value_.plain();
+    }
+  }
+  void tail(std::string*) override {}
+};
+
+void json_member(std::string* out, const char* key, const Value& value, bool* first) {
+  if (!*first) *out += ',';
+  *first = false;
+  *out += '"';
+  *out += key;
+  *out += "\":";
+  *out += value.kind == Kind::Text ? json_string(value.text) : value.plain();
+}
+
+class JsonShow final : public ChannelWalk {
+ public:
+  using ChannelWalk::ChannelWalk;
+
+ private:
+  void head(std::string* out) override {
+    const Pool& pool = state_.pool;
+    *out += "{\"version\":" + json_string(BALANCE_VERSION) +
+            ",\"pid\":" + std::to_string(long(getpid())) +
+            ",\"listen\":" + json_string(state_.listen_text) +
+            ",\"started\":" + std::to_string((long long)state_.started) +
+            ",\"connect_timeout_s\":" + fixed3(seconds(state_.options.connect_timeout_ms)) +
+            ",\"idle_timeout_s\":" + fixed3(seconds(state_.options.idle_timeout_ms)) +
+            ",\"queue\":{";
+    bool first = true;
+    for (const QueueField& field : kQueueFields) {
+      field.get(pool, &value_);
+      json_member(out, field.key, value_, &first);
+    }
+    *out += "},\"groups\":[";
+  }
+  void group_start(size_t group, std::string* out) override {
+    if (group > 0) *out += ',';
+    const Group& g = *state_.pool.groups()[group];
+    *out += "{\"group\":" + std::to_string(group) + ",\"type\":" +
+            json_string(to_string(g.type())) + ",\"channels\":[";
+    first_channel_ = true;
+  }
+  void row(const Row& row, std::string* out) override {
+    if (!first_channel_) *out += ',';
+    first_channel_ = false;
+    *out += '{';
+    bool first = true;
+    for (const ChannelField& field : kFields) {
+      if (!field.key || field.per_group) continue;
+      field.get(row, &value_);
+      json_member(out, field.key, value_, &first);
+    }
+    *out += '}';
+  }
+  void group_end(size_t, std::string* out) override { *out += "]}"; }
+  void tail(std::string* out) override { *out += "]}"; }
+
+  bool first_channel_ = true;
+};
+
+class QueueShow final : public Producer {
+ public:
+  explicit QueueShow(const State& state) : state_(state) {}
+  bool produce(std::string* out) override {
+    const Pool& pool = state_.pool;
+    const WaitQueue& queue = pool.queue();
+    if (!started_) {
+      started_ = true;
+      *out += std::to_string(queue.size()) + " waiting (high-water " +
+              std::to_string(pool.queue_high_water()) + ", limit " +
+              std::to_string(pool.options().queue_limit) + ")";
+    }
+    auto it = queue.upper_bound(last_ticket_);
+    for (int done = 0; done < kChannelsPerPiece; ++done, ++it) {
+      if (it == queue.end()) return false;
+      last_ticket_ = it->first;
+      std::string position = std::to_string(position_++);
+      *out += '\n';
+      pad(out, position, 5);
+      *out += " waiting " + fixed3(seconds(state_.now_ms - it->second.since_ms)) + " s";
+    }
+    return true;
+  }
+
+ private:
+  const State& state_;
+  bool started_ = false;
+  uint64_t last_ticket_ = 0;
+  size_t position_ = 0;
+};
+
+// Prometheus text format: the process and queue metrics, then one family
+// per channel field that has a metric, each over every channel.
+class PrometheusShow final : public Producer {
+ public:
+  explicit PrometheusShow(const State& state) : state_(state), cursor_(state.pool) {}
+  bool produce(std::string* out) override {
+    if (!started_) {
+      started_ = true;
+      family(out, "balance_start_time_seconds", "gauge", "Start time of the process since the epoch.");
+      *out += "balance_start_time_seconds " + std::to_string((long long)state_.started) + "\n";
+      for (const QueueField& field : kQueueFields) {
+        if (!field.metric) continue;
+        std::string name = std::string("balance_queue_") + field.metric;
+        family(out, name.c_str(), field.metric_type, field.help);
+        field.get(state_.pool, &value_);
+        *out += name + " " + value_.plain() + "\n";
+      }
+      next_family();
+    }
+    for (int done = 0; done < kChannelsPerPiece;) {
+      if (field_ == std::end(kFields)) return false;
+      size_t group = 0;
+      const Channel* channel = nullptr;
+      switch (cursor_.next(&group, &channel)) {
+        case ChannelCursor::Step::Channel:
+          sample(Row{state_, group, *state_.pool.groups()[group], *channel}, out);
+          ++done;
+          break;
+        case ChannelCursor::Step::Done:
+          ++field_;
+          next_family();
+          break;
+        default:
+          break;
+      }
+    }
+    return true;
+  }
+
+ private:
+  static void family(std::string* out, const char* name, const char* type, const char* help) {
+    *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  }
+  // Moves to the next field with a metric and writes its head.
+  void next_family() {
+    while (field_ != std::end(kFields) && !field_->metric) ++field_;
+    if (field_ == std::end(kFields)) return;
+    name_ = std::string("balance_channel_") + field_->metric;
+    pending_head_ = true;
+    cursor_.restart();
+  }
+  void sample(const Row& row, std::string* out) {
+    if (pending_head_) {
+      family(out, name_.c_str(), field_->metric_type, field_->help);
+      pending_head_ = false;
+    }
+    field_->get(row, &value_);
+    char number[64];
+    std::snprintf(number, sizeof number, "%.17g", value_.number());
+    *out += name_ + "{group=\"" + std::to_string(row.group) + "\",channel=\"" +
+            std::to_string(row.channel.number()) + "\",host=\"" +
+            label_value(escaped(row.channel.config().host, "", "\\x")) + "\",address=\"" +
+            label_value(row.channel.config().address.host_text()) + "\",port=\"" +
+            std::to_string(row.channel.config().address.port()) + "\"} " + number + "\n";
+  }
+
+  const State& state_;
+  ChannelCursor cursor_;
+  const ChannelField* field_ = std::begin(kFields);
+  std::string name_;
+  bool started_ = false;
+  bool pending_head_ = false;
+  Value value_;
+};
+
+}  // namespace
+
+std::string json_string(const std::string& text) {
+  // Valid JSON for any bytes: quotes, backslashes, control bytes and
+  // bytes outside ASCII are escaped (the latter as the Latin-1 code
+  // point, since a host name given on the command line need not be UTF-8).
+  return "\"" + escaped(text, "\"\\", "\\u00") + "\"";
+}
+
+std::string csv_field(const std::string& text) {
+  // RFC 4180: quote a field holding a comma, quote or line break, and
+  // double the quotes inside.
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"') out += '"';
+    out += ch;
   }
   return out + "\"";
 }
 
-std::string label_value(const std::string& text) {  // Prometheus label escaping
+std::string label_value(const std::string& text) {
   std::string out;
   for (char ch : text) {
     if (ch == '"' || ch == '\\') out += '\\';
@@ -79,156 +566,106 @@ std::string label_value(const std::string& text) {  // Prometheus label escaping
   return out;
 }
 
+std::unique_ptr<Producer> make_show(const State& state, ShowForm form) {
+  switch (form) {
+    case ShowForm::Table: return std::make_unique<TableShow>(state, false);
+    case ShowForm::Brief: return std::make_unique<TableShow>(state, true);
+    case ShowForm::Csv: return std::make_unique<CsvShow>(state);
+    case ShowForm::Json: return std::make_unique<JsonShow>(state);
+    case ShowForm::Queue: return std::make_unique<QueueShow>(state);
+  }
+  return nullptr;
+}
+
+std::unique_ptr<Producer> make_prometheus(const State& state) {
+  return std::make_unique<PrometheusShow>(state);
+}
+
+std::string render_all(Producer& producer) {
+  std::string out;
+  while (producer.produce(&out)) {
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- HTTP
+
+namespace {
+
+constexpr size_t kMaxRequest = 8192;
+constexpr int64_t kRequestMs = 5000;   // the request head must arrive by then
+constexpr int64_t kStallMs = 60000;    // a reader that takes nothing this long goes
+constexpr size_t kMaxHttpSessions = 64;
+
+std::string status_head(int status, const char* type, const std::string& extra) {
+  const char* reason = status == 200   ? "OK"
+                       : status == 400 ? "Bad Request"
+                       : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed"
+                                       : "Request Header Fields Too Large";
+  return "HTTP/1.0 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
+         "\r\n" + extra + "Connection: close\r\n\r\n";
+}
+
+std::string error_answer(int status, const std::string& body, const std::string& extra) {
+  return status_head(status, "text/plain; charset=utf-8",
+                     "Content-Length: " + std::to_string(body.size()) + "\r\n" + extra) +
+         body;
+}
+
+class HttpSession final : public Session {
+ public:
+  HttpSession(SessionServer& server, Fd fd)
+      : Session(server, std::move(fd)), accepted_ms_(server.state().now_ms) {}
+  int64_t deadline_ms() const override {
+    return answered_ ? active_ms() + kStallMs : accepted_ms_ + kRequestMs;
+  }
+
+ protected:
+  size_t input_limit() const override { return kMaxRequest + 1; }
+  void consume() override {
+    if (answered_) return;
+    switch (http_head_state(in_, kMaxRequest)) {
+      case HeadState::Incomplete:
+        if (input_ended()) close_when_done();
+        return;
+      case HeadState::TooLarge:
+        reply_text(error_answer(431, "", ""));
+        break;
+      case HeadState::Complete: {
+        HttpAnswer answer = http_answer(in_, state());
+        reply_text(answer.head);
+        if (answer.body) reply_stream(std::move(answer.body), "");
+        break;
+      }
+    }
+    answered_ = true;
+    in_.clear();
+    close_when_done();
+  }
+
+ private:
+  int64_t accepted_ms_;
+  bool answered_ = false;
+};
+
+// The `show` table over HTTP: the same Producer, with a final newline.
+class WithNewline final : public Producer {
+ public:
+  explicit WithNewline(std::unique_ptr<Producer> inner) : inner_(std::move(inner)) {}
+  bool produce(std::string* out) override {
+    if (inner_->produce(out)) return true;
+    *out += '\n';
+    return false;
+  }
+
+ private:
+  std::unique_ptr<Producer> inner_;
+};
+
 }  // namespace
 
-std::string render_show(const State& state) {
-  std::string text =
-      "GRP Type   # S    ip-address                    port      c    totalc   maxc weight "
-      "   fail             sent             rcvd  avgtime";
-  each_channel(state, [&](size_t g, const Group& group, const Channel& channel) {
-    text += format("\n%3zu %-4s %3u %-4s %-28s %5d %6u %9llu %6u %6u %7llu %16llu %16llu %8.3f", g,
-                   group.type == GroupType::Hash ? "Hash" : "RR", channel.number,
-                   channel.state_name(), address_text(channel).c_str(),
-                   channel.config.address.port(), channel.c,
-                   (unsigned long long)channel.total_connections, channel.config.maxc,
-                   channel.config.weight, (unsigned long long)channel.failures,
-                   (unsigned long long)channel.sent, (unsigned long long)channel.received,
-                   mean_job_seconds(channel));
-  });
-  const Pool& pool = state.pool;
-  text += format("\nqueue: %zu waiting, high-water %zu, limit %zu, wait limit %.3f s; "
-                 "%llu dropped",
-                 pool.queue().size(), pool.queue_high_water(), pool.options().queue_limit,
-                 seconds(pool.options().queue_wait_ms), (unsigned long long)pool.dropped());
-  text += format("\nwaited: %llu clients, mean %.3f s, max %.3f s",
-                 (unsigned long long)pool.waited(), mean_wait_seconds(pool), seconds(pool.wait_max_ms()));
-  return text;
-}
-
-std::string render_csv(const State& state) {
-  std::string text =
-      "group,type,channel,state,host,address,port,c,totalc,maxc,weight,failures,sent,rcvd,"
-      "mean_time_s,since_change_s";
-  each_channel(state, [&](size_t g, const Group& group, const Channel& channel) {
-    std::string host = channel.config.host;
-    if (host.find_first_of(",\"") != std::string::npos) host = "\"" + host + "\"";
-    text += format("\n%zu,%s,%u,%s,%s,%s,%d,%u,%llu,%u,%u,%llu,%llu,%llu,%.3f,%.3f", g,
-                   type_name(group.type), channel.number, channel.state_name(), host.c_str(),
-                   address_text(channel).c_str(), channel.config.address.port(), channel.c,
-                   (unsigned long long)channel.total_connections, channel.config.maxc,
-                   channel.config.weight, (unsigned long long)channel.failures,
-                   (unsigned long long)channel.sent, (unsigned long long)channel.received,
-                   mean_job_seconds(channel), seconds(state.now_ms - channel.changed_ms));
-  });
-  return text;
-}
-
-std::string render_json(const State& state) {
-  const Pool& pool = state.pool;
-  std::string text = format(
-      "{\"version\":\"%s\",\"listen\":%s,\"started\":%lld,\"connect_timeout_s\":%.3f,"
-      "\"idle_timeout_s\":%.3f,\"queue\":{\"length\":%zu,\"high_water\":%zu,\"limit\":%zu,"
-      "\"wait_limit_s\":%.3f,\"dropped\":%llu,\"waited\":%llu,\"wait_mean_s\":%.3f,"
-      "\"wait_max_s\":%.3f},\"groups\":[",
-      BALANCE_VERSION, json_string(state.listen_text).c_str(), (long long)state.started,
-      seconds(state.options.connect_timeout_ms), seconds(state.options.idle_timeout_ms),
-      pool.queue().size(), pool.queue_high_water(), pool.options().queue_limit,
-      seconds(pool.options().queue_wait_ms), (unsigned long long)pool.dropped(),
-      (unsigned long long)pool.waited(),
-      mean_wait_seconds(pool),
-      seconds(pool.wait_max_ms()));
-  const auto& groups = pool.groups();
-  for (size_t g = 0; g < groups.size(); ++g) {
-    text += format("%s{\"group\":%zu,\"type\":\"%s\",\"channels\":[", g ? "," : "", g,
-                   type_name(groups[g]->type));
-    bool first = true;
-    for (const auto& channel : groups[g]->channels) {
-      text += format(
-          "%s{\"channel\":%u,\"state\":\"%s\",\"host\":%s,\"address\":%s,\"port\":%d,\"c\":%u,"
-          "\"totalc\":%llu,\"maxc\":%u,\"weight\":%u,\"failures\":%llu,\"sent\":%llu,"
-          "\"rcvd\":%llu,\"mean_time_s\":%.3f,\"since_change_s\":%.3f}",
-          first ? "" : ",", channel->number, channel->state_name(),
-          json_string(channel->config.host).c_str(), json_string(address_text(*channel)).c_str(),
-          channel->config.address.port(), channel->c,
-          (unsigned long long)channel->total_connections, channel->config.maxc,
-          channel->config.weight, (unsigned long long)channel->failures,
-          (unsigned long long)channel->sent, (unsigned long long)channel->received,
-          mean_job_seconds(*channel), seconds(state.now_ms - channel->changed_ms));
-      first = false;
-    }
-    text += "]}";
-  }
-  return text + "]}";
-}
-
-std::string render_queue(const State& state) {
-  const WaitQueue& queue = state.pool.queue();
-  std::string text = format("%zu waiting (high-water %zu, limit %zu)", queue.size(),
-                            state.pool.queue_high_water(), state.pool.options().queue_limit);
-  size_t position = 0;
-  for (const Waiter& waiter : queue)
-    text += format("\n%5zu waiting %.3f s", position++, seconds(state.now_ms - waiter.since_ms));
-  return text;
-}
-
-std::string render_prometheus(const State& state) {
-  const Pool& pool = state.pool;
-  std::string text;
-  auto metric = [&](const char* name, const char* type, const char* help) {
-    text += format("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-  };
-  metric("balance_start_time_seconds", "gauge", "Start time of the process since the epoch.");
-  text += format("balance_start_time_seconds %lld\n", (long long)state.started);
-  metric("balance_queue_length", "gauge", "Clients waiting for a free slot.");
-  text += format("balance_queue_length %zu\n", pool.queue().size());
-  metric("balance_queue_high_water", "gauge", "Most clients ever waiting at once.");
-  text += format("balance_queue_high_water %zu\n", pool.queue_high_water());
-  metric("balance_queue_dropped_total", "counter", "Clients closed by the queue limits.");
-  text += format("balance_queue_dropped_total %llu\n", (unsigned long long)pool.dropped());
-  metric("balance_queue_waited_total", "counter", "Clients served after waiting.");
-  text += format("balance_queue_waited_total %llu\n", (unsigned long long)pool.waited());
-  metric("balance_queue_wait_seconds_total", "counter", "Summed wait of served clients.");
-  text += format("balance_queue_wait_seconds_total %.3f\n", seconds(int64_t(pool.wait_total_ms())));
-  struct Series {
-    const char* name;
-    const char* type;
-    const char* help;
-    double (*value)(const Channel&);
-  };
-  static const Series series[] = {
-      {"balance_channel_up", "gauge", "1 when the channel is enabled and up.",
-       [](const Channel& c) { return c.in_service() ? 1.0 : 0.0; }},
-      {"balance_channel_enabled", "gauge", "1 when the channel is enabled.",
-       [](const Channel& c) { return c.admin == AdminState::Enabled ? 1.0 : 0.0; }},
-      {"balance_channel_connections", "gauge", "Connections holding a slot now.",
-       [](const Channel& c) { return double(c.c); }},
-      {"balance_channel_maxc", "gauge", "Slots of the channel (0 = unlimited).",
-       [](const Channel& c) { return double(c.config.maxc); }},
-      {"balance_channel_weight", "gauge", "Speed of one slot.",
-       [](const Channel& c) { return double(c.config.weight); }},
-      {"balance_channel_connections_total", "counter", "Connections relayed.",
-       [](const Channel& c) { return double(c.total_connections); }},
-      {"balance_channel_failures_total", "counter", "Failed connects.",
-       [](const Channel& c) { return double(c.failures); }},
-      {"balance_channel_sent_bytes_total", "counter", "Bytes sent to the back-end.",
-       [](const Channel& c) { return double(c.sent); }},
-      {"balance_channel_received_bytes_total", "counter", "Bytes received from the back-end.",
-       [](const Channel& c) { return double(c.received); }},
-      {"balance_channel_busy_seconds_total", "counter", "Summed duration of ended connections.",
-       [](const Channel& c) { return double(c.busy_ms) / 1000.0; }},
-  };
-  for (const Series& s : series) {
-    metric(s.name, s.type, s.help);
-    each_channel(state, [&](size_t g, const Group&, const Channel& channel) {
-      text += format("%s{group=\"%zu\",channel=\"%u\",address=\"%s\",port=\"%d\"} %.17g\n", s.name,
-                     g, channel.number, label_value(address_text(channel)).c_str(),
-                     channel.config.address.port(), s.value(channel));
-    });
-  }
-  return text;
-}
-
-std::string http_response(const std::string& request, const State& state) {
+HttpAnswer http_answer(const std::string& request, const State& state) {
   size_t end_of_line = request.find_first_of("\r\n");
   std::string first = request.substr(0, end_of_line);
   size_t space1 = first.find(' ');
@@ -241,140 +678,43 @@ std::string http_response(const std::string& request, const State& state) {
                                                           : space2 - space1 - 1);
   size_t query = target.find('?');
   if (query != std::string::npos) target.erase(query);
-  int status = 200;
-  std::string body, type = "text/plain; charset=utf-8";
+  HttpAnswer answer;
   if (method.empty() || target.empty() || target[0] != '/') {
-    status = 400;
-    body = "bad request\n";
+    answer.head = error_answer(400, "bad request\n", "");
   } else if (target != "/" && target != "/metrics") {
-    status = 404;
-    body = "not found; try / or /metrics\n";
+    answer.head = error_answer(404, "not found; try / or /metrics\n", "");
   } else if (method != "GET" && method != "HEAD") {
-    status = 405;
-    body = "only GET and HEAD\n";
-  } else if (target == "/") {
-    body = render_show(state) + "\n";
+    answer.head = error_answer(405, "only GET and HEAD\n", "Allow: GET, HEAD\r\n");
   } else {
-    body = render_prometheus(state);
-    type = "text/plain; version=0.0.4; charset=utf-8";
+    // The body is streamed and ends with the connection (HTTP/1.0), so
+    // no Content-Length: its size is not known before it is rendered.
+    bool metrics = target == "/metrics";
+    answer.head = status_head(200,
+                              metrics ? "text/plain; version=0.0.4; charset=utf-8"
+                                      : "text/plain; charset=utf-8",
+                              "");
+    if (method == "GET")
+      answer.body = metrics ? make_prometheus(state)
+                            : std::make_unique<WithNewline>(make_show(state, ShowForm::Table));
   }
-  const char* reason = status == 200 ? "OK" : status == 400 ? "Bad Request"
-                     : status == 404 ? "Not Found" : "Method Not Allowed";
-  std::string head = format("HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
-                            reason, type.c_str(), body.size());
-  if (status == 405) head += "Allow: GET, HEAD\r\n";
-  head += "Connection: close\r\n\r\n";
-  return method == "HEAD" ? head : head + body;
+  return answer;
 }
 
-// ---------------------------------------------------------------- HTTP
-
-struct StatsServer::Client final : Watcher {
-  StatsServer& server;
-  Fd fd;
-  std::string in, out;
-  int64_t deadline_ms;
-  bool answered = false;
-  bool closed = false;
-
-  Client(StatsServer& owner, int descriptor, int64_t deadline)
-      : server(owner), fd(descriptor), deadline_ms(deadline) {}
-
-  void on_ready(int, unsigned events) override {
-    if (closed) return;
-    if (!answered && (events & (kReadable | kHangup))) {
-      char buffer[2048];
-      ssize_t n = read(fd.get(), buffer, sizeof buffer);
-      if (n == 0 || (n < 0 && !would_block(errno))) {
-        server.close_client(*this);
-        return;
-      }
-      if (n > 0) in.append(buffer, size_t(n));
-      bool complete = in.find("\r\n\r\n") != std::string::npos || in.find("\n\n") != std::string::npos;
-      if (complete) {
-        out = http_response(in, server.state_);
-        answered = true;
-      } else if (in.size() > kMaxRequest) {
-        out = "HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
-              "Connection: close\r\n\r\n";
-        answered = true;
-      }
-    }
-    if (answered) {
-      ssize_t n = write(fd.get(), out.data(), out.size());
-      if (n < 0 && !would_block(errno)) {
-        server.close_client(*this);
-        return;
-      }
-      if (n > 0) out.erase(0, size_t(n));
-      if (out.empty()) {
-        server.close_client(*this);
-        return;
-      }
-    }
-    server.state_.poller->watch(fd.get(), answered ? kWritable : kReadable, this);
-  }
-};
-
-StatsServer::StatsServer(State& state) : state_(state) {}
-
-StatsServer::~StatsServer() {
-  for (auto& client : clients_) close_client(*client);
-  if (listener_) state_.poller->forget(listener_.get());
-}
+StatsServer::StatsServer(State& state)
+    : state_(state),
+      sessions_(state, kMaxHttpSessions,
+                [](SessionServer& server, Fd fd, const Address&) -> std::unique_ptr<Session> {
+                  return std::make_unique<HttpSession>(server, std::move(fd));
+                }) {}
 
 bool StatsServer::listen(std::string* err) {
   std::string why;
   const Options& options = state_.options;
-  listener_ = listen_tcp(state_.stats_address, true, 64, &why);  // resolved at start-up
-  if (!listener_) {
+  Fd listener = listen_tcp(state_.stats_address, true, SOMAXCONN, &why);  // resolved at start-up
+  if (!listener) {
     *err = "-s " + options.stats_address + ":" + options.stats_port + ": " + why;
     return false;
   }
-  state_.poller->watch(listener_.get(), kReadable, this);
+  sessions_.start(std::move(listener));
   return true;
-}
-
-void StatsServer::on_ready(int, unsigned) {
-  for (int i = 0; i < 16; ++i) {
-    Address peer;
-    int fd = accept_connection(listener_.get(), &peer);
-    if (fd < 0) return;
-    size_t live = 0;
-    for (auto& client : clients_) live += !client->closed;
-    if (live >= kMaxHttpClients) {
-      // The oldest request makes room: slow clients cannot hold the
-      // statistics hostage.
-      auto oldest = std::min_element(
-          clients_.begin(), clients_.end(),
-          [](const std::unique_ptr<Client>& a, const std::unique_ptr<Client>& b) {
-            return a->closed != b->closed ? b->closed : a->deadline_ms < b->deadline_ms;
-          });
-      close_client(**oldest);  // freed in tick(), after this pass's events
-    }
-    clients_.push_back(std::make_unique<Client>(*this, fd, state_.now_ms + kRequestMs));
-    state_.poller->watch(fd, kReadable, clients_.back().get());
-  }
-}
-
-void StatsServer::close_client(Client& client) {
-  if (client.closed) return;
-  client.closed = true;
-  state_.poller->forget(client.fd.get());
-  client.fd.reset();
-}
-
-void StatsServer::tick() {
-  for (auto& client : clients_)
-    if (!client->closed && client->deadline_ms <= state_.now_ms) close_client(*client);
-  clients_.erase(std::remove_if(clients_.begin(), clients_.end(),
-                                [](const std::unique_ptr<Client>& c) { return c->closed; }),
-                 clients_.end());
-}
-
-int64_t StatsServer::next_deadline_ms() const {
-  int64_t next = -1;
-  for (auto& client : clients_)
-    if (!client->closed && (next < 0 || client->deadline_ms < next)) next = client->deadline_ms;
-  return next;
 }

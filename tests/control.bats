@@ -65,7 +65,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
   run -0 --separate-stderr ctl version
-  [[ $output == "$("$BALANCE" -V)"* ]]
+  [[ $output == "This is $("$BALANCE" -V) ("* ]]
   [ -z "$stderr" ]
 }
 
@@ -84,7 +84,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
   run -1 --separate-stderr ctl "version; frobnicate; kill"
-  [[ $output == "balance "* ]]
+  [[ $output == "This is balance "* ]]
   [ "$stderr" = 'error: unknown command "frobnicate"; type help for the list' ]
   running "$(pid_of balance)"
 }
@@ -101,7 +101,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   run -0 --separate-stderr "$BALANCE" -S "$T/ctl.sock" -i "$BAL_PORT" \
     < <(printf 'version\ngroup 1\nshow queue\n')
   [ "${#lines[@]}" -eq 3 ]
-  [[ ${lines[0]} == "balance "* ]]
+  [[ ${lines[0]} == "This is balance "* ]]
   [ "${lines[1]}" = "group 1" ]
   [[ ${lines[2]} == "0 waiting "* ]]
   [[ $output != *"balance["* ]]
@@ -121,7 +121,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   run -1 --separate-stderr "$BALANCE" -S "$T/ctl.sock" -i "$BAL_PORT" \
     < <(printf 'enable 7\nversion\n')
   [ "$stderr" = "error: no channel 7 in group 0" ]
-  [[ $output == "balance "* ]]
+  [[ $output == "This is balance "* ]]
 }
 
 @test "-i keeps replies in step after a blank line too long for the server" {
@@ -130,7 +130,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   run --separate-stderr timeout 5 "$BALANCE" -S "$T/ctl.sock" -i "$BAL_PORT" \
     < <(printf '%5000s\nversion\nshow queue\n' '')
   [ "${#lines[@]}" -eq 2 ]
-  [[ ${lines[0]} == "balance "* ]]
+  [[ ${lines[0]} == "This is balance "* ]]
   [[ ${lines[1]} == "0 waiting "* ]]
 }
 
@@ -163,7 +163,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   user_balance balance "$port" "127.0.0.1:$(port_of echo)"
   wait_for 5 test -S "$U/balance-$UID_U/$port.sock"
   run -0 user_ctl -c version "$port"
-  [[ $output == "balance "* ]]
+  [[ $output == "This is balance "* ]]
   run -0 user_ctl -i "$port" < <(echo "show queue")
   [[ $output == "0 waiting "* ]]
 }
@@ -194,14 +194,14 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
 
 # ---------------------------------------------------------------- show
 
-@test "show has balance's columns plus weight, fail and avgtime, then the queue" {
+@test "show has balance 3.x's columns in 3.x's order, then weight, fail, avgtime and host" {
   start_server echo echo
-  up -- "127.0.0.1:$(port_of echo):3:2"
+  up -- "localhost:$(port_of echo):3:2"
   run -0 ctl show
-  [[ ${lines[0]} =~ ^GRP\ +Type\ +#\ +S\ +ip-address\ +port\ +c\ +totalc\ +maxc\ +weight\ +fail\ +sent\ +rcvd\ +avgtime$ ]]
-  read -r grp type num st addr port c totalc maxc weight fail sent rcvd avg <<<"${lines[1]}"
+  [[ ${lines[0]} =~ ^GRP\ +Type\ +#\ +S\ +ip-address\ +port\ +c\ +totalc\ +maxc\ +sent\ +rcvd\ +weight\ +fail\ +avgtime\ host$ ]]
+  read -r grp type num st addr port c totalc maxc sent rcvd weight fail avg host <<<"${lines[1]}"
   [ "$grp $type $num $st $addr $port" = "0 RR 0 ENA 127.0.0.1 $(port_of echo)" ]
-  [ "$c $totalc $maxc $weight $fail $sent $rcvd $avg" = "0 0 3 2 0 0 0 0.000" ]
+  [ "$c $totalc $maxc $sent $rcvd $weight $fail $avg $host" = "0 0 3 0 0 2 0 0.000 localhost" ]
   [ "${lines[2]}" = "queue: 0 waiting, high-water 0, limit 1024, wait limit 60.000 s; 0 dropped" ]
   [ "${#lines[@]}" -eq 4 ]
 }
@@ -217,7 +217,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   [ "$(state_of 0)" = DOWN ]
   [ "$(state_of 1)" = ENA ]
   [ "$(state_of 2)" = DIS ]
-  [ "$(ctl show | awk '$1 == 0 && $3 == 0 { print $11 }')" -ge 1 ] # fail
+  [ "$(ctl show | awk '$1 == 0 && $3 == 0 { print $13 }')" -ge 1 ] # fail
 }
 
 @test "show json is one line holding the overall and per-channel statistics" {
@@ -229,7 +229,9 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   [ "${#lines[@]}" -eq 1 ]
   [[ $output == '{"version":"'* ]]
   [[ $output == *'"queue":{"length":0,"high_water":0,"limit":1024,'* ]]
-  [[ $output == *'"channel":0,"state":"ENA","host":"127.0.0.1","address":"127.0.0.1","port":'"$(port_of echo)"',"c":0,"totalc":1,"maxc":4,"weight":2,"failures":0,"sent":1000,"rcvd":1000,'* ]]
+  [[ $output == *'"pid":'"$(pid_of balance)"','* ]]
+  [[ $output == *'"channel":0,"state":"ENA","address":"127.0.0.1","port":'"$(port_of echo)"',"c":0,"totalc":1,"maxc":4,"sent":1000,"rcvd":1000,"weight":2,"failures":0,'* ]]
+  [[ $output == *'"host":"127.0.0.1"}]}]}' ]]
   if command -v python3 >/dev/null; then
     python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert d["groups"][0]["channels"][0]["sent"] == 1000' "$output"
   fi
@@ -239,10 +241,10 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)" ! "127.0.0.1:$(port_of echo):2:5"
   run -0 ctl "show csv"
-  [ "${lines[0]}" = "group,type,channel,state,host,address,port,c,totalc,maxc,weight,failures,sent,rcvd,mean_time_s,since_change_s" ]
+  [ "${lines[0]}" = "group,type,channel,state,address,port,c,totalc,maxc,sent,rcvd,weight,failures,mean_time_s,since_change_s,host" ]
   [ "${#lines[@]}" -eq 3 ]
-  [[ ${lines[1]} == "0,rr,0,ENA,127.0.0.1,127.0.0.1,$(port_of echo),0,0,0,1,0,0,0,0.000,"* ]]
-  [[ ${lines[2]} == "1,rr,0,ENA,127.0.0.1,127.0.0.1,$(port_of echo),0,0,2,5,0,0,0,0.000,"* ]]
+  [[ ${lines[1]} == "0,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,0,0,0,1,0,0.000,"*",127.0.0.1" ]]
+  [[ ${lines[2]} == "1,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,2,0,0,5,0,0.000,"*",127.0.0.1" ]]
 }
 
 @test "show queue lists the waiting clients, oldest first" {
@@ -310,7 +312,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   up -- "127.0.0.1:$(port_of a)"
   run -0 ctl "create 127.0.0.1 $(port_of b) 3 2"
   [ "$output" = "channel 1 created in group 0, disabled; enable it to use it" ]
-  [ "$(ctl "show csv" | awk -F, '$3 == 1 { print $4, $7, $10, $11 }')" = "DIS $(port_of b) 3 2" ]
+  [ "$(ctl "show csv" | awk -F, '$3 == 1 { print $4, $6, $9, $12 }')" = "DIS $(port_of b) 3 2" ]
   run -0 ctl "disable 0"
   hold_bg c1 1 1
   wait_for 5 waiting_is 1
@@ -408,7 +410,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
   run -0 ctl version
-  [[ $output =~ ^balance\ [0-9]+\.[0-9]+\.[0-9]+\ \((epoll|poll|kqueue)\)$ ]]
+  [[ $output =~ ^This\ is\ balance\ [0-9]+\.[0-9]+\.[0-9]+\ \((epoll|poll|kqueue),\ pid\ $(pid_of balance)\)$ ]]
 }
 
 @test "kill stops balance with status 0 and removes its socket" {
@@ -436,7 +438,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
   [[ $(ctl sh) == GRP* ]]
-  [[ $(ctl ver) == "balance "* ]]
+  [[ $(ctl ver) == "This is balance "* ]]
   [ "$(ctl "dis 0")" = "channel 0 disabled" ]
   [ "$(ctl "en 0")" = "channel 0 enabled" ]
   [ "$(ctl "w 0 3")" = "weight of channel 0 set to 3" ]
@@ -444,14 +446,18 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   [[ $(ctl "?") == "commands "* ]]
 }
 
-@test "an ambiguous prefix is an error naming the candidates" {
+@test "balance 3.x's prefixes take 3.x's first match; newer commands need their own" {
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
-  run -1 --separate-stderr ctl "d 0"
-  [ "$stderr" = 'error: ambiguous command "d": disable delete' ]
-  run -1 --separate-stderr ctl "mrtg 0 0"
-  [ "$stderr" = 'error: ambiguous command "mrtg": mrtg-bytes mrtg-conns' ]
-  field_is state ENA
+  [ "$(ctl "d 0")" = "channel 0 disabled" ]
+  [ "$(ctl "e 0")" = "channel 0 enabled" ]
+  [[ $(ctl h) == "commands "* ]]
+  [ "$(ctl "r 0")" = "channel 0 counters reset" ]
+  [ "$(ctl "m 0 3")" = "maxc of channel 0 set to 3" ]
+  [ "$(ctl "mrtg 0 0" | wc -l)" -eq 4 ]
+  [ "$(ctl "de 0")" = "channel 0 deleted" ]
+  run -1 --separate-stderr ctl "dx 0"
+  [ "$stderr" = 'error: unknown command "dx"; type help for the list' ]
 }
 
 @test "help lists every command" {
@@ -520,7 +526,7 @@ up_stats() {
   run -0 ctltool http 127.0.0.1 "$SP" /metrics
   [ "${lines[0]}" = "HTTP/1.0 200 OK" ]
   [[ $output == *$'\n# TYPE balance_channel_up gauge\n'* ]]
-  [[ $output == *$'\nbalance_channel_up{group="0",channel="0",address="127.0.0.1",port="'"$(port_of echo)"$'"} 1\n'* ]]
+  [[ $output == *$'\nbalance_channel_up{group="0",channel="0",host="127.0.0.1",address="127.0.0.1",port="'"$(port_of echo)"$'"} 1\n'* ]]
   [[ $output == *$'\nbalance_channel_sent_bytes_total{group="0",channel="0",'*$'} 1000\n'* ]]
   # Every line is a comment or "name{labels} value".
   printf '%s\n' "${lines[@]:1}" | while read -r line; do
@@ -571,7 +577,7 @@ up_stats() {
   spawn slow "$CTLTOOL" http -k 1 -I 0.2 -t 10 127.0.0.1 "$SP" /
   wait_for 5 test -e "$T/held"
   run -0 client -n 200000 -x -t 5
-  [[ $(ctl version) == "balance "* ]]
+  [[ $(ctl version) == "This is balance "* ]]
   finish partial # every partial request is dropped after its deadline
   [ "$(cat "$T/partial.out")" = "opened=80 closed=80 data=0" ]
   run -0 ctltool http 127.0.0.1 "$SP" /

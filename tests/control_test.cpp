@@ -12,18 +12,20 @@ std::string parse_error(const std::string& line) {
   return parse_command(line, &command, &empty, &err) ? "" : err;
 }
 
-CommandKind kind_of(const std::string& line) {
+Command parsed(const std::string& line) {
   Command command;
   bool empty = false;
   std::string err;
   EXPECT_TRUE(parse_command(line, &command, &empty, &err));
-  return command.kind;
+  return command;
 }
+
+Verb verb_of(const std::string& line) { return parsed(line).verb; }
 
 // A state with group 0 = two channels on 127.0.0.1 (9001 maxc 2, 9002).
 struct Fixture {
   State state;
-  Session session;
+  ControlContext context{state};
   Fixture() {
     state.pool.add_group(GroupType::RoundRobin);
     ChannelConfig a, b;
@@ -37,34 +39,62 @@ struct Fixture {
   }
   std::string run(const std::string& line, bool* ok_out = nullptr) {
     Command command;
-    bool empty = false, ok = true;
+    bool empty = false;
     std::string err;
     if (!parse_command(line, &command, &empty, &err)) {
       if (ok_out) *ok_out = false;
       return "error: " + err;
     }
-    std::string reply = execute(command, session, state, &ok);
-    if (ok_out) *ok_out = ok;
-    return reply;
+    Reply reply = execute(command, context);
+    if (ok_out) *ok_out = reply.ok;
+    return reply.stream ? reply.text + render_all(*reply.stream) : reply.text;
   }
-  Channel& channel(size_t group, unsigned number) { return *state.pool.groups()[group]->find(number); }
+  Channel& channel(size_t group, unsigned number) { return *state.pool.find(group, number); }
 };
 
 }  // namespace
 
-TEST(keywords_and_unambiguous_prefixes) {
-  EXPECT_TRUE(kind_of("show") == CommandKind::Show);
-  EXPECT_TRUE(kind_of("sh") == CommandKind::Show);
-  EXPECT_TRUE(kind_of("  en   1 ") == CommandKind::Enable);
-  EXPECT_TRUE(kind_of("dis 1") == CommandKind::Disable);
-  EXPECT_TRUE(kind_of("del 1") == CommandKind::Delete);
-  EXPECT_TRUE(kind_of("?") == CommandKind::Help);
-  EXPECT_TRUE(kind_of("mrtg-b 0 1") == CommandKind::MrtgBytes);
-  EXPECT_TRUE(kind_of("q") == CommandKind::Quit);
-  EXPECT_TRUE(kind_of("show json\r") == CommandKind::Show);
-  EXPECT_EQ(parse_error("d 1"), "ambiguous command \"d\": disable delete");
-  EXPECT_EQ(parse_error("h"), "ambiguous command \"h\": help hash");
+TEST(balance3_first_match_prefixes_and_newer_unambiguous_ones) {
+  // balance 3.x tries quit show help kill disable group reset enable
+  // create assign maxc mrtg-bytes mrtg-conns version hash rr, in order.
+  EXPECT_TRUE(verb_of("d 1") == Verb::Disable);
+  EXPECT_TRUE(verb_of("h") == Verb::Help);
+  EXPECT_TRUE(verb_of("r 1") == Verb::Reset);
+  EXPECT_TRUE(verb_of("m 1 2") == Verb::Maxc);
+  EXPECT_TRUE(verb_of("mrtg 0 1") == Verb::MrtgBytes);
+  EXPECT_TRUE(verb_of("mrtg-c 0 1") == Verb::MrtgConns);
+  EXPECT_TRUE(verb_of("q") == Verb::Quit);
+  EXPECT_TRUE(verb_of("s") == Verb::Show);
+  EXPECT_TRUE(verb_of("e 1") == Verb::Enable);
+  EXPECT_TRUE(verb_of("ha") == Verb::Hash);
+  EXPECT_TRUE(verb_of("rr") == Verb::RoundRobin);
+  EXPECT_TRUE(verb_of("v") == Verb::Version);
+  EXPECT_TRUE(verb_of("?") == Verb::Help);
+  // Newer commands: any prefix that does not begin a 3.x command.
+  EXPECT_TRUE(verb_of("de 1") == Verb::Delete);
+  EXPECT_TRUE(verb_of("w 1 2") == Verb::Weight);
+  EXPECT_TRUE(verb_of("  en   1 ") == Verb::Enable);
+  EXPECT_TRUE(verb_of("show json\r") == Verb::Show);
   EXPECT_EQ(parse_error("frobnicate"), "unknown command \"frobnicate\"; type help for the list");
+  EXPECT_EQ(parse_error("dx 1"), "unknown command \"dx\"; type help for the list");
+}
+
+TEST(arguments_are_parsed_once_into_typed_fields) {
+  Command create = parsed("create host.example 3632 4 2");
+  EXPECT_EQ(create.host, "host.example");
+  EXPECT_EQ(create.port, "3632");
+  EXPECT_EQ(create.maxc, 4u);
+  EXPECT_EQ(create.weight, 2u);
+  EXPECT_TRUE(create.has_maxc && create.has_weight);
+  Command bare = parsed("create h p");
+  EXPECT_FALSE(bare.has_maxc);
+  EXPECT_EQ(bare.weight, 1u);
+  Command mrtg = parsed("mrtg-bytes 3 7");
+  EXPECT_EQ(mrtg.group, size_t(3));
+  EXPECT_EQ(mrtg.channel, 7u);
+  EXPECT_TRUE(parsed("show brief").form == ShowForm::Brief);
+  EXPECT_TRUE(parsed("show queue").form == ShowForm::Queue);
+  EXPECT_TRUE(parsed("show").form == ShowForm::Table);
 }
 
 TEST(arguments_are_checked_strictly) {
@@ -75,7 +105,7 @@ TEST(arguments_are_checked_strictly) {
             "channel \"99999999999999999999\" must be a channel number");
   EXPECT_EQ(parse_error("maxc 0 1000001"), "maxc \"1000001\" must be an integer from 0 to 1000000");
   EXPECT_EQ(parse_error("weight 0 0"), "weight \"0\" must be an integer from 1 to 1000000");
-  EXPECT_EQ(parse_error("show xml"), "show takes json, csv or queue, not \"xml\"");
+  EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json or queue, not \"xml\"");
   EXPECT_EQ(parse_error("create host"), "usage: create host port [maxc [weight]]");
   EXPECT_EQ(parse_error(std::string("show\x01", 5)), "the line holds bytes that are not printable text");
   EXPECT_EQ(parse_error("sh\xc3\xa9"), "the line holds bytes that are not printable text");
@@ -88,10 +118,9 @@ TEST(arguments_are_checked_strictly) {
 
 TEST(help_lists_every_keyword) {
   std::string help = help_text();
-  for (const char* name : {"help", "show", "group", "rr", "hash", "enable", "disable", "create",
-                           "assign", "maxc", "weight", "delete", "reset", "mrtg-bytes",
-                           "mrtg-conns", "version", "kill", "quit"})
-    EXPECT_TRUE(help.find(std::string("\n  ") + name) != std::string::npos);
+  for (const std::string& name : command_names())
+    EXPECT_TRUE(help.find("\n  " + name) != std::string::npos);
+  EXPECT_EQ(command_names().size(), size_t(18));
   EXPECT_TRUE(help.find("\n\n") == std::string::npos);
 }
 
@@ -100,7 +129,7 @@ TEST(enable_disable_and_errors) {
   bool ok = true;
   EXPECT_EQ(f.run("disable 1", &ok), "channel 1 disabled");
   EXPECT_TRUE(ok);
-  EXPECT_TRUE(f.channel(0, 1).admin == AdminState::Disabled);
+  EXPECT_TRUE(f.channel(0, 1).admin() == AdminState::Disabled);
   EXPECT_EQ(f.run("disable 1"), "channel 1 already disabled");
   EXPECT_EQ(f.run("enable 1"), "channel 1 enabled");
   EXPECT_EQ(f.run("enable 7", &ok), "error: no channel 7 in group 0");
@@ -115,7 +144,7 @@ TEST(groups_switch_and_grow) {
   EXPECT_EQ(f.run("group 3", &ok), "error: no group 3 (groups are 0 to 2, the last one new)");
   EXPECT_FALSE(ok);
   EXPECT_EQ(f.run("hash"), "group 1 set to hash");
-  EXPECT_TRUE(f.state.pool.groups()[1]->type == GroupType::Hash);
+  EXPECT_TRUE(f.state.pool.groups()[1]->type() == GroupType::Hash);
   EXPECT_EQ(f.run("rr"), "group 1 set to round robin");
   EXPECT_EQ(f.run("enable 0", &ok), "error: no channel 0 in group 1");
 }
@@ -127,13 +156,13 @@ TEST(create_starts_disabled_and_numbers_never_shift) {
             "channel 2 created in group 0, disabled; enable it to use it");
   EXPECT_TRUE(ok);
   Channel& created = f.channel(0, 2);
-  EXPECT_TRUE(created.admin == AdminState::Disabled);
-  EXPECT_EQ(created.config.maxc, 4u);
-  EXPECT_EQ(created.config.weight, 2u);
-  EXPECT_EQ(created.config.address.port(), 9003);
+  EXPECT_TRUE(created.admin() == AdminState::Disabled);
+  EXPECT_EQ(created.config().maxc, 4u);
+  EXPECT_EQ(created.config().weight, 2u);
+  EXPECT_EQ(created.config().address.port(), 9003);
   EXPECT_EQ(f.run("delete 1"), "channel 1 deleted");
   EXPECT_EQ(f.run("create [::1] 9004"), "channel 3 created in group 0, disabled; enable it to use it");
-  EXPECT_EQ(f.channel(0, 3).config.address.host_text(), "::1");
+  EXPECT_EQ(f.channel(0, 3).config().address.host_text(), "::1");
   EXPECT_EQ(f.run("enable 1", &ok), "error: no channel 1 in group 0");
   EXPECT_EQ(f.run("create 127.0.0.1 nosuchservice", &ok),
             "error: 127.0.0.1 nosuchservice: unknown service \"nosuchservice\"");
@@ -147,34 +176,37 @@ TEST(assign_needs_a_disabled_channel) {
   EXPECT_FALSE(ok);
   f.run("disable 0");
   EXPECT_EQ(f.run("assign 0 127.0.0.1 9100"), "channel 0 assigned to 127.0.0.1 9100");
-  EXPECT_EQ(f.channel(0, 0).config.address.port(), 9100);
+  EXPECT_EQ(f.channel(0, 0).config().address.port(), 9100);
 }
 
 TEST(maxc_weight_reset) {
   Fixture f;
   EXPECT_EQ(f.run("maxc 1 5"), "maxc of channel 1 set to 5");
-  EXPECT_EQ(f.channel(0, 1).config.maxc, 5u);
+  EXPECT_EQ(f.channel(0, 1).config().maxc, 5u);
   EXPECT_EQ(f.run("weight 1 7"), "weight of channel 1 set to 7");
-  EXPECT_EQ(f.channel(0, 1).config.weight, 7u);
-  f.channel(0, 1).sent = 10;
-  f.channel(0, 1).total_connections = 3;
+  EXPECT_EQ(f.channel(0, 1).config().weight, 7u);
+  f.state.pool.count_sent(f.channel(0, 1), 10);
+  f.state.pool.connected(f.channel(0, 1));
   EXPECT_EQ(f.run("reset 1"), "channel 1 counters reset");
-  EXPECT_EQ(f.channel(0, 1).sent, uint64_t(0));
-  EXPECT_EQ(f.channel(0, 1).total_connections, uint64_t(0));
+  EXPECT_EQ(f.channel(0, 1).counters().sent, uint64_t(0));
+  EXPECT_EQ(f.channel(0, 1).counters().connections, uint64_t(0));
 }
 
 TEST(mrtg_four_lines) {
   Fixture f;
-  f.channel(0, 1).received = 123;
-  f.channel(0, 1).sent = 456;
-  f.channel(0, 1).total_connections = 9;
+  Channel& c = f.channel(0, 1);
+  f.state.pool.count_received(c, 123);
+  f.state.pool.count_sent(c, 456);
+  for (int i = 0; i < 9; ++i) f.state.pool.connected(c);
   EXPECT_EQ(f.run("mrtg-bytes 0 1"), "123\n456\nUNKNOWN\ngroup 0 channel 1");
   EXPECT_EQ(f.run("mrtg-conns 0 1"), "9\nUNKNOWN\nUNKNOWN\ngroup 0 channel 1");
   bool ok = true;
-  EXPECT_EQ(f.run("mrtg-conns 4 1", &ok), "error: no channel 1 in group 4");
+  EXPECT_EQ(f.run("mrtg-conns 4 1", &ok), "error: no group 4");
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(f.run("mrtg-conns 0 5", &ok), "error: no channel 5 in group 0");
 }
 
-TEST(show_forms) {
+TEST(show_forms_stream_through_the_reply) {
   Fixture f;
   f.run("disable 1");
   std::string show = f.run("show");
@@ -182,36 +214,25 @@ TEST(show_forms) {
   EXPECT_TRUE(show.find("DIS") != std::string::npos);
   EXPECT_TRUE(show.find("queue: 0 waiting") != std::string::npos);
   EXPECT_TRUE(show.find("\n\n") == std::string::npos);
-  std::string csv = f.run("show csv");
-  EXPECT_TRUE(csv.compare(0, 28, "group,type,channel,state,hos") == 0);
-  EXPECT_TRUE(csv.find("\n0,rr,1,DIS,127.0.0.1,127.0.0.1,9002,0,0,0,1,") != std::string::npos);
-  std::string json = f.run("show json");
-  EXPECT_TRUE(json.find("\"channels\":[{\"channel\":0,\"state\":\"ENA\"") != std::string::npos);
-  EXPECT_TRUE(json.find('\n') == std::string::npos);
+  EXPECT_TRUE(f.run("show csv").compare(0, 25, "group,type,channel,state,") == 0);
+  EXPECT_TRUE(f.run("show json").find("\"channels\":[{\"channel\":0,\"state\":\"ENA\"") !=
+              std::string::npos);
   EXPECT_TRUE(f.run("show queue").compare(0, 9, "0 waiting") == 0);
+}
+
+TEST(version_is_what_balance3_scripts_grep_for) {
+  Fixture f;
+  std::string version = f.run("version");
+  EXPECT_TRUE(version.compare(0, 16, "This is balance ") == 0);
+  EXPECT_TRUE(version.find(", pid ") != std::string::npos);
 }
 
 TEST(kill_and_quit) {
   Fixture f;
   EXPECT_EQ(f.run("quit"), "bye");
-  EXPECT_TRUE(f.session.quit);
+  EXPECT_TRUE(f.context.quit);
   EXPECT_EQ(f.run("kill"), "balance stops");
   EXPECT_TRUE(f.state.stopping);
-}
-
-TEST(http_routes) {
-  Fixture f;
-  std::string root = http_response("GET / HTTP/1.1\r\nHost: x\r\n\r\n", f.state);
-  EXPECT_TRUE(root.compare(0, 15, "HTTP/1.0 200 OK") == 0);
-  EXPECT_TRUE(root.find("GRP Type") != std::string::npos);
-  std::string metrics = http_response("GET /metrics HTTP/1.1\r\n\r\n", f.state);
-  EXPECT_TRUE(metrics.find("balance_channel_up{group=\"0\",channel=\"1\",address=\"127.0.0.1\",port=\"9002\"} 1") !=
-              std::string::npos);
-  EXPECT_TRUE(http_response("GET /nope HTTP/1.0\r\n\r\n", f.state).compare(0, 12, "HTTP/1.0 404") == 0);
-  EXPECT_TRUE(http_response("POST / HTTP/1.0\r\n\r\n", f.state).compare(0, 12, "HTTP/1.0 405") == 0);
-  EXPECT_TRUE(http_response("garbage\r\n\r\n", f.state).compare(0, 12, "HTTP/1.0 400") == 0);
-  std::string head = http_response("HEAD / HTTP/1.0\r\n\r\n", f.state);
-  EXPECT_TRUE(head.find("GRP") == std::string::npos);
 }
 
 TEST(socket_path_derivation) {
@@ -228,6 +249,48 @@ TEST(socket_path_derivation) {
   EXPECT_TRUE(control_socket_path(options, &path, &dir, &err));
   EXPECT_EQ(path, "/tmp/x.sock");
   EXPECT_EQ(dir, "");
+}
+
+TEST(reply_reader_splits_replies_and_bounds_lines) {
+  ReplyReader reader(16);
+  std::string input = "one\ntwo\n\n\nerror: x\n\n";
+  reader.feed(input.data(), input.size());
+  std::string line;
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
+  EXPECT_EQ(line, "one");
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);  // an empty reply
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
+  EXPECT_EQ(line, "error: x");
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::None);
+  std::string long_line(17, 'x');
+  reader.feed(long_line.data(), long_line.size());
+  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::TooLong);
+}
+
+TEST(line_framer_bounds_lines_and_gives_up_on_endless_ones) {
+  LineFramer framer(8, 32);
+  std::string in = "version\nabcdefghijkl\nshow\n", line;
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::Line);
+  EXPECT_EQ(line, "version");
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::TooLong);
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::Line);
+  EXPECT_EQ(line, "show");
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::None);
+  in = std::string(20, 'y');  // an unended long line: dropped as it comes
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::None);
+  EXPECT_TRUE(in.empty());
+  in = std::string(20, 'y');
+  EXPECT_TRUE(framer.next(&in, &line) == LineFramer::Event::Abandon);
+}
+
+TEST(http_head_framing) {
+  EXPECT_TRUE(http_head_state("GET / HTTP/1.0\r\n", 100) == HeadState::Incomplete);
+  EXPECT_TRUE(http_head_state("GET / HTTP/1.0\r\n\r\n", 100) == HeadState::Complete);
+  EXPECT_TRUE(http_head_state("GET / HTTP/1.0\n\n", 100) == HeadState::Complete);
+  EXPECT_TRUE(http_head_state(std::string(101, 'x'), 100) == HeadState::TooLarge);
 }
 
 TEST_MAIN()

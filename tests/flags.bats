@@ -48,10 +48,10 @@ load test_helper
   run -0 client -n 10 -x
   run -0 client -n 10 -x
   run -0 "$BALANCE" -S "$T/ctl.sock" -c "show csv" "$BAL_PORT"
-  [[ $output == *$'\n'"0,rr,0,DIS,127.0.0.1,127.0.0.1,$dead,"* ]]
+  [[ $output == *$'\n'"0,rr,0,ADIS,127.0.0.1,$dead,"* ]]
   sleep 0.5  # several -r intervals: a disabled channel is not probed back
   run -0 "$BALANCE" -S "$T/ctl.sock" -c "show csv" "$BAL_PORT"
-  [[ $output == *$'\n'"0,rr,0,DIS,"* ]]
+  [[ $output == *$'\n'"0,rr,0,ADIS,"* ]]
   run -0 "$BALANCE" -S "$T/ctl.sock" -c "enable 0; show csv" "$BAL_PORT"
   [[ $output == *$'\n'"0,rr,0,ENA,"* ]]
 }

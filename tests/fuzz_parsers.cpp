@@ -1,30 +1,41 @@
-// fuzz_parsers: a libFuzzer harness over balance's parsers (SPEC §7: "the
-// parsers (arguments, control lines, HTTP requests) are fuzzed"). Not part
-// of `make check`; build and run it by hand, from tests/:
+// fuzz_parsers: a libFuzzer harness over balance's parsers and framing
+// (SPEC §7: "the parsers (arguments, control lines, HTTP requests) are
+// fuzzed"). Not part of `make check`; build and run it by hand, from tests/:
 //
 //   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
 //     -fno-sanitize-recover=undefined -DBALANCE_VERSION='"fuzz"' -I.. \
-//     fuzz_parsers.cpp ../control.cpp ../stats.cpp ../options.cpp ../pool.cpp \
-//     ../net.cpp ../log.cpp ../relay.cpp ../poller.cpp -o fuzz_parsers
-//   mkdir -p corpus && for t in command options channel http; do
-//     FUZZ_TARGET=$t ./fuzz_parsers -max_total_time=60 -max_len=4096 corpus; done
+//     fuzz_parsers.cpp ../address.cpp ../client.cpp ../control.cpp ../stats.cpp \
+//     ../options.cpp ../pool.cpp ../net.cpp ../log.cpp ../relay.cpp ../poller.cpp \
+//     ../server.cpp -o fuzz_parsers
+//   mkdir -p corpus && for t in command options channel http lines replies hosts; do
+//     FUZZ_TARGET=$t ./fuzz_parsers -max_total_time=60 -max_len=8192 corpus; done
 //
 // (Debian/Ubuntu: the fuzzer runtime is in libclang-rt-14-dev, or the
 // clang package of your version.)
 //
-// FUZZ_TARGET picks one parser for every input; without it the first byte
-// of each input does (0 command, 1 options, 2 channel, 3 http):
+// FUZZ_TARGET picks one target for every input; without it the first byte
+// of each input does (0 command ... 6 hosts):
 //   command  parse_command() on each line of the input, then execute() of
 //            what parsed on a small State (create/assign only with numeric
 //            hosts, since they resolve names); checks that a reply is never
 //            empty, never holds an empty line (the reply terminator), and
-//            starts with "error: " exactly when it is an error.
+//            starts with "error: " exactly when it is an error; then every
+//            show form and the metrics render whatever the commands left.
 //   options  parse_options() on the input split into arguments at NUL and
 //            newline; an accepted line has a port and, to run a proxy, a
 //            channel.
 //   channel  parse_channel() on the whole input.
-//   http     http_response() on the input as a request head; checks the
-//            status line, the header terminator and Content-Length.
+//   http     the server's request framing (http_head_state) on the input
+//            fed in pieces, then http_answer(): the status line, the
+//            header terminator, a Content-Length on every error.
+//   lines    the control session's LineFramer on the input fed in pieces
+//            of sizes taken from the input: lines are bounded, consumed
+//            bytes leave, nothing is lost or invented.
+//   replies  the -c client's ReplyReader on the input: lines are bounded
+//            and never hold a newline.
+//   hosts    channels whose host names are pieces of the input (any bytes,
+//            up to the whole input): show json must still be valid JSON
+//            in structure, CSV rows must all have the header's field count.
 // A broken check calls __builtin_trap(), which libFuzzer reports as a crash.
 #include <arpa/inet.h>
 
@@ -36,6 +47,7 @@
 #include <vector>
 
 #include "control.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -43,7 +55,7 @@ void check(bool condition) {
   if (!condition) __builtin_trap();
 }
 
-enum Target { kCommand, kOptions, kChannel, kHttp, kTargets };
+enum Target { kCommand, kOptions, kChannel, kHttp, kLines, kReplies, kHosts, kTargets };
 
 int fixed_target() {
   static int target = [] {
@@ -54,6 +66,9 @@ int fixed_target() {
     if (t == "options") return int(kOptions);
     if (t == "channel") return int(kChannel);
     if (t == "http") return int(kHttp);
+    if (t == "lines") return int(kLines);
+    if (t == "replies") return int(kReplies);
+    if (t == "hosts") return int(kHosts);
     std::abort();
   }();
   return target;
@@ -89,10 +104,10 @@ void fill_state(State* state) {
   c.host = "192.0.2.7";
   c.port = "25";
   c.address = numeric_address("192.0.2.7", 25);
-  pool.add_channel(0, a, 0);
-  pool.add_channel(0, b, 0);
+  pool.add_channel(0, a);
+  pool.add_channel(0, b);
   pool.add_group(GroupType::Hash);
-  Channel& down = pool.add_channel(1, c, 0);
+  Channel& down = pool.add_channel(1, c);
   pool.set_admin(down, AdminState::Disabled, 0);
   pool.connect_failed(down, 0);
 }
@@ -107,10 +122,27 @@ bool numeric_port(const std::string& port) {
   return !port.empty() && port.size() < 8 && port.find_first_not_of("0123456789") == std::string::npos;
 }
 
+std::string render(const State& state, ShowForm form) {
+  return render_all(*make_show(state, form));
+}
+
+void check_renderings(const State& state) {
+  // No rendering may hold an empty line: it would end the reply early.
+  for (ShowForm form : {ShowForm::Table, ShowForm::Brief, ShowForm::Queue}) {
+    std::string text = render(state, form);
+    check(!text.empty() && text.find("\n\n") == std::string::npos);
+  }
+  std::string json = render(state, ShowForm::Json);
+  check(json.front() == '{' && json.back() == '}');
+  for (unsigned char ch : json) check(ch >= 32 && ch < 127);  // escaped
+  check(render(state, ShowForm::Csv).find("\n\n") == std::string::npos);
+  check(render_all(*make_prometheus(state)).find("\n\n") == std::string::npos);
+}
+
 void fuzz_commands(const std::string& input) {
   State state;
   fill_state(&state);
-  Session session;
+  ControlContext context{state};
   size_t start = 0;
   while (start <= input.size()) {
     size_t end = input.find('\n', start);
@@ -126,25 +158,19 @@ void fuzz_commands(const std::string& input) {
       continue;
     }
     if (empty) continue;
-    if (command.kind == CommandKind::Create &&
-        !(numeric_host(command.args[0]) && numeric_port(command.args[1])))
+    if ((command.verb == Verb::Create || command.verb == Verb::Assign) &&
+        !(numeric_host(command.host) && numeric_port(command.port)))
       continue;
-    if (command.kind == CommandKind::Assign &&
-        !(numeric_host(command.args[1]) && numeric_port(command.args[2])))
-      continue;
-    bool ok = true;
-    std::string reply = execute(command, session, state, &ok);
-    check(!reply.empty());
-    check(reply.find("\n\n") == std::string::npos);
-    check(reply.back() != '\n');
-    check(ok != (reply.compare(0, 7, "error: ") == 0));
-    if (session.quit || state.stopping) break;
+    Reply reply = execute(command, context);
+    std::string text = reply.stream ? reply.text + render_all(*reply.stream) : reply.text;
+    check(!text.empty());
+    check(text.find("\n\n") == std::string::npos);
+    check(text.back() != '\n');
+    check(reply.ok != (text.compare(0, 7, "error: ") == 0));
+    if (context.quit || state.stopping) break;
   }
   // The renderers must cope with whatever the commands left behind.
-  check(!render_show(state).empty());
-  check(render_json(state).back() == '}');
-  check(render_csv(state).find("\n\n") == std::string::npos);
-  check(!render_prometheus(state).empty());
+  check_renderings(state);
 }
 
 void fuzz_options(const std::string& input) {
@@ -189,25 +215,123 @@ void fuzz_channel(const std::string& input) {
   check(spec.weight >= 1 && spec.weight <= kMaxWeight);
 }
 
+// Piece sizes for feeding an input: taken from the input itself.
+size_t piece(const std::string& input, size_t at) {
+  return at < input.size() ? 1 + static_cast<unsigned char>(input[at]) % 97 : 13;
+}
+
 void fuzz_http(const std::string& input) {
   static State* state = [] {
     State* s = new State;
     fill_state(s);
     return s;
   }();
-  std::string response = http_response(input, *state);
-  check(response.compare(0, 9, "HTTP/1.0 ") == 0);
-  size_t head_end = response.find("\r\n\r\n");
+  // The server's framing, fed as the network would.
+  std::string in;
+  HeadState head_state = HeadState::Incomplete;
+  for (size_t at = 0; at < input.size() && head_state == HeadState::Incomplete;) {
+    size_t n = std::min(piece(input, at), input.size() - at);
+    in.append(input, at, n);
+    at += n;
+    head_state = http_head_state(in, 8192);
+  }
+  HttpAnswer answer = http_answer(in, *state);
+  check(answer.head.compare(0, 9, "HTTP/1.0 ") == 0);
+  size_t head_end = answer.head.find("\r\n\r\n");
   check(head_end != std::string::npos);
-  const char* key = "Content-Length: ";
-  size_t at = response.find(key);
-  check(at != std::string::npos && at < head_end);
-  size_t length = std::strtoul(response.c_str() + at + std::strlen(key), nullptr, 10);
-  size_t body = response.size() - head_end - 4;
-  // As the server reads it: the method is the first line up to a space.
-  std::string first = input.substr(0, input.find_first_of("\r\n"));
-  bool head = first.substr(0, first.find(' ')) == "HEAD";
-  check(head ? body == 0 : body == length);
+  bool ok = answer.head.compare(9, 3, "200") == 0;
+  if (!ok) {
+    // Errors carry their length and their whole body in the head.
+    const char* key = "Content-Length: ";
+    size_t at = answer.head.find(key);
+    check(at != std::string::npos && at < head_end);
+    size_t length = std::strtoul(answer.head.c_str() + at + std::strlen(key), nullptr, 10);
+    check(answer.head.size() - head_end - 4 == length);
+    check(!answer.body);
+  } else if (answer.body) {
+    check(!render_all(*answer.body).empty());
+  }
+}
+
+void fuzz_lines(const std::string& input) {
+  constexpr size_t kLimit = 64, kDiscard = 512;
+  LineFramer framer(kLimit, kDiscard);
+  std::string in, line;
+  size_t fed = 0, lines = 0;
+  bool abandoned = false;
+  for (size_t at = 0; at < input.size() && !abandoned;) {
+    size_t n = std::min(piece(input, at), input.size() - at);
+    in.append(input, at, n);
+    at += n;
+    fed += n;
+    for (;;) {
+      size_t before = in.size();
+      LineFramer::Event event = framer.next(&in, &line);
+      if (event == LineFramer::Event::None) break;
+      check(in.size() < before);  // every event consumes input
+      if (event == LineFramer::Event::Abandon) {
+        abandoned = true;
+        break;
+      }
+      if (event == LineFramer::Event::Line) {
+        check(line.size() <= kLimit);
+        check(line.find('\n') == std::string::npos);
+        ++lines;
+      }
+    }
+    check(in.size() <= kLimit + 97);  // unended input stays bounded
+  }
+  check(lines <= fed);
+}
+
+void fuzz_replies(const std::string& input) {
+  ReplyReader reader(128);
+  std::string line;
+  for (size_t at = 0; at < input.size();) {
+    size_t n = std::min(piece(input, at), input.size() - at);
+    reader.feed(input.data() + at, n);
+    at += n;
+    for (;;) {
+      ReplyReader::Event event = reader.next(&line);
+      if (event == ReplyReader::Event::None) break;
+      if (event == ReplyReader::Event::TooLong) return;
+      check(line.size() <= 128);
+      check(line.find('\n') == std::string::npos);
+      check((event == ReplyReader::Event::End) == line.empty());
+    }
+  }
+}
+
+void fuzz_hosts(const std::string& input) {
+  State state;
+  fill_state(&state);
+  // Every NUL-separated piece is a host name as a user could give it.
+  size_t start = 0;
+  ChannelConfig config;
+  config.address = numeric_address("127.0.0.1", 9);
+  while (start <= input.size()) {
+    size_t end = input.find('\0', start);
+    if (end == std::string::npos) end = input.size();
+    config.host = input.substr(start, end - start);
+    state.pool.add_channel(0, config);
+    start = end + 1;
+  }
+  check_renderings(state);
+  std::string csv = render(state, ShowForm::Csv);
+  size_t fields = 0, row_fields = 1;
+  bool quoted = false, header = true;
+  for (char ch : csv) {
+    if (ch == '"') quoted = !quoted;
+    if (quoted) continue;
+    if (ch == ',') ++row_fields;
+    if (ch == '\n') {
+      if (header) fields = row_fields;
+      check(row_fields == fields);
+      header = false;
+      row_fields = 1;
+    }
+  }
+  check(!quoted && row_fields == fields);
 }
 
 }  // namespace
@@ -226,6 +350,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case kOptions: fuzz_options(input); break;
     case kChannel: fuzz_channel(input); break;
     case kHttp: fuzz_http(input); break;
+    case kLines: fuzz_lines(input); break;
+    case kReplies: fuzz_replies(input); break;
+    case kHosts: fuzz_hosts(input); break;
   }
   return 0;
 }

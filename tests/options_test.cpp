@@ -79,15 +79,15 @@ TEST(options_with_values) {
                     &p, &err));
   EXPECT_EQ(p.connect_timeout_ms, int64_t(500));
   EXPECT_EQ(p.idle_timeout_ms, int64_t(30000));
-  EXPECT_EQ(p.queue_limit, size_t(0));
-  EXPECT_EQ(p.queue_wait_ms, int64_t(2250));
-  EXPECT_EQ(p.retry_ms, int64_t(1000));
+  EXPECT_EQ(p.pool.queue_limit, size_t(0));
+  EXPECT_EQ(p.pool.queue_wait_ms, int64_t(2250));
+  EXPECT_EQ(p.pool.retry_ms, int64_t(1000));
   EXPECT_EQ(p.bind_address, "::1");
   EXPECT_EQ(p.source_address, "127.0.0.1");
   EXPECT_EQ(p.socket_path, "/tmp/x.sock");
   EXPECT_EQ(p.stats_address, "::1");
   EXPECT_EQ(p.stats_port, "9100");
-  EXPECT_TRUE(p.autodisable && p.debug && p.hash_failover && p.packet_dump);
+  EXPECT_TRUE(p.pool.autodisable && p.debug && p.pool.hash_failover && p.packet_dump);
   Options s;
   EXPECT_TRUE(parse({"-s", "9100", "1", "a"}, &s, &err));
   EXPECT_EQ(s.stats_address, "127.0.0.1");
@@ -166,22 +166,6 @@ TEST(strict_numbers) {
   EXPECT_FALSE(parse_seconds("1.0001", 0, 86400000, &ms));
   EXPECT_FALSE(parse_seconds("1e3", 0, 86400000, &ms));
   EXPECT_FALSE(parse_seconds("86401", 0, 86400000, &ms));
-}
-
-TEST(ports_resolve_by_number_or_service) {
-  int port = 0;
-  std::string err;
-  EXPECT_TRUE(resolve_port("3632", &port, &err));
-  EXPECT_EQ(port, 3632);
-  EXPECT_FALSE(resolve_port("0", &port, &err));
-  EXPECT_FALSE(resolve_port("no-such-service-here", &port, &err));
-  EXPECT_EQ(err, "unknown service \"no-such-service-here\"");
-  Address address;
-  EXPECT_TRUE(resolve_address("127.0.0.1", "80", 0, false, &address, &err));
-  EXPECT_EQ(address.host_text(), "127.0.0.1");
-  EXPECT_EQ(address.port(), 80);
-  EXPECT_TRUE(resolve_address("::1", "81", 0, false, &address, &err));
-  EXPECT_EQ(address.host_text(), "::1");
 }
 
 TEST_MAIN()

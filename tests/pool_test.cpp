@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <map>
+#include <random>
 #include <set>
 
 #include "pool.hpp"
@@ -25,7 +26,7 @@ std::vector<unsigned> take(Pool& pool, int n, const std::string& key = "k") {
     Channel* c = pool.select(key);
     if (!c) break;
     pool.acquire(*c);
-    chosen.push_back(c->number + 100 * unsigned(c->group));
+    chosen.push_back(c->number() + 100 * unsigned(c->group()));
   }
   return chosen;
 }
@@ -43,8 +44,8 @@ TEST(fastest_free_slot_first_then_slower) {
   for (int i = 8; i < 12; ++i) EXPECT_EQ(chosen[size_t(i)], 1u);
   // A freed fast slot is preferred to... nothing else free; free one of
   // each and the fast one wins.
-  Channel& fast = *pool.groups()[0]->channels[0];
-  Channel& slow = *pool.groups()[0]->channels[1];
+  Channel& fast = *pool.find(0, 0);
+  Channel& slow = *pool.find(0, 1);
   pool.release(fast, 10);
   pool.release(slow, 10);
   EXPECT_TRUE(pool.select("k") == &fast);
@@ -58,7 +59,7 @@ TEST(ties_go_round_robin) {
   std::vector<unsigned> order;
   for (int i = 0; i < 6; ++i) {
     Channel* c = pool.select("k");
-    order.push_back(c->number);
+    order.push_back(c->number());
     pool.acquire(*c);
     pool.release(*c, 1);
   }
@@ -85,8 +86,8 @@ TEST(maxc_is_never_exceeded) {
   pool.add_channel(0, config(2, 1));
   pool.add_channel(0, config(3, 5));
   EXPECT_EQ(take(pool, 100).size(), size_t(5));
-  EXPECT_EQ(pool.groups()[0]->channels[0]->c, 2u);
-  EXPECT_EQ(pool.groups()[0]->channels[1]->c, 3u);
+  EXPECT_EQ(pool.find(0, 0)->c(), 2u);
+  EXPECT_EQ(pool.find(0, 1)->c(), 3u);
 }
 
 TEST(groups_are_tried_in_order) {
@@ -108,7 +109,7 @@ TEST(disabled_and_down_channels_get_nothing) {
   EXPECT_TRUE(pool.select("k") == &b);
   EXPECT_TRUE(pool.connect_failed(b, 0));
   EXPECT_FALSE(pool.connect_failed(b, 0));  // already down
-  EXPECT_EQ(b.failures, uint64_t(2));
+  EXPECT_EQ(b.counters().failures, uint64_t(2));
   EXPECT_TRUE(pool.select("k") == nullptr);
   EXPECT_TRUE(std::string(b.state_name()) == "DOWN");
   EXPECT_TRUE(std::string(a.state_name()) == "DIS");
@@ -142,7 +143,7 @@ TEST(probes_follow_down_channels_through_deletion) {
   pool.connect_failed(a, 0);
   pool.connect_failed(b, 0);
   EXPECT_EQ(pool.due_probes(1000000).size(), size_t(2));
-  pool.remove_channel(0, 1);  // b: retired, still held
+  pool.remove_channel(b);  // retired, still held
   pool.mark_up(b, 1);
   EXPECT_EQ(pool.due_probes(2000000).size(), size_t(1));
   pool.mark_up(a, 1);
@@ -157,8 +158,9 @@ TEST(autodisable_disables_instead_of_marking_down) {
   pool.add_group(GroupType::RoundRobin);
   Channel& a = pool.add_channel(0, config(0, 1));
   EXPECT_TRUE(pool.connect_failed(a, 1));
-  EXPECT_TRUE(a.admin == AdminState::Disabled);
-  EXPECT_TRUE(a.health == Health::Up);
+  EXPECT_TRUE(a.admin() == AdminState::AutoDisabled);
+  EXPECT_TRUE(std::string(a.state_name()) == "ADIS");
+  EXPECT_TRUE(a.health() == Health::Up);
   EXPECT_TRUE(pool.due_probes(1000000).empty());
 }
 
@@ -172,7 +174,7 @@ TEST(hash_groups_keep_a_client_on_its_channel) {
     Channel* first = pool.select(key);
     EXPECT_TRUE(first != nullptr);
     EXPECT_TRUE(pool.select(key) == first);  // stable
-    ++spread[first->number];
+    ++spread[first->number()];
   }
   for (auto& [number, count] : spread) EXPECT_TRUE(count > 60 && count < 140);
 }
@@ -184,12 +186,12 @@ TEST(hash_removal_moves_only_that_channels_clients) {
   std::map<std::string, unsigned> before;
   for (int client = 0; client < 300; ++client) {
     std::string key = "c" + std::to_string(client);
-    before[key] = pool.select(key)->number;
+    before[key] = pool.select(key)->number();
   }
-  pool.remove_channel(0, 2);
+  pool.remove_channel(*pool.find(0, 2));
   int moved = 0;
   for (auto& [key, number] : before) {
-    unsigned now = pool.select(key)->number;
+    unsigned now = pool.select(key)->number();
     if (number != 2) EXPECT_EQ(now, number);
     moved += now != number;
   }
@@ -203,7 +205,7 @@ TEST(hash_weight_shifts_the_share) {
   pool.add_channel(0, config(0, 1));
   int heavy = 0;
   for (int client = 0; client < 1000; ++client)
-    heavy += pool.select("x" + std::to_string(client))->number == 0;
+    heavy += pool.select("x" + std::to_string(client))->number() == 0;
   EXPECT_TRUE(heavy > 680 && heavy < 820);  // about 3/4
 }
 
@@ -217,11 +219,13 @@ TEST(hash_without_H_skips_the_group_when_the_choice_is_busy) {
   Channel* first = pool.select("client");
   pool.acquire(*first);
   Channel* next = pool.select("client");
-  EXPECT_EQ(next->group, size_t(1));  // not the other hash channel
+  EXPECT_EQ(next->group(), size_t(1));  // not the other hash channel
 
-  pool.options().hash_failover = true;
+  PoolOptions failover_options;
+  failover_options.hash_failover = true;
+  pool.set_options(failover_options);
   Channel* failover = pool.select("client");
-  EXPECT_EQ(failover->group, size_t(0));
+  EXPECT_EQ(failover->group(), size_t(0));
   EXPECT_TRUE(failover != first);
 }
 
@@ -234,9 +238,9 @@ TEST(queue_is_fifo_bounded_and_expires) {
   Channel& a = pool.add_channel(0, config(1, 1));
   pool.acquire(a);
   int one = 1, two = 2, three = 3;
-  EXPECT_TRUE(pool.enqueue(&one, "k", 0) != pool.queue().end());
-  EXPECT_TRUE(pool.enqueue(&two, "k", 10) != pool.queue().end());
-  EXPECT_TRUE(pool.enqueue(&three, "k", 20) == pool.queue().end());
+  EXPECT_TRUE(pool.enqueue(&one, "k", 0) != 0);
+  EXPECT_TRUE(pool.enqueue(&two, "k", 10) != 0);
+  EXPECT_TRUE(pool.enqueue(&three, "k", 20) == 0);
   EXPECT_EQ(pool.dropped(), uint64_t(1));
   EXPECT_EQ(pool.queue_high_water(), size_t(2));
   EXPECT_TRUE(pool.serve_queue().empty());  // nothing free
@@ -244,7 +248,7 @@ TEST(queue_is_fifo_bounded_and_expires) {
   auto served = pool.serve_queue();
   EXPECT_EQ(served.size(), size_t(1));
   EXPECT_TRUE(served[0].first.owner == &one);
-  EXPECT_EQ(a.c, 1u);
+  EXPECT_EQ(a.c(), 1u);
   EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(110));
   EXPECT_TRUE(pool.expire_waiters(109).empty());
   auto expired = pool.expire_waiters(110);
@@ -258,10 +262,10 @@ TEST(queue_leaves_and_wait_limit_zero_is_forever) {
   options.queue_wait_ms = 0;
   Pool pool(options);
   int one = 1;
-  auto it = pool.enqueue(&one, "k", 0);
+  uint64_t ticket = pool.enqueue(&one, "k", 0);
   EXPECT_TRUE(pool.expire_waiters(1000000000).empty());
   EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(-1));
-  pool.leave_queue(it);
+  EXPECT_EQ(pool.leave_queue(ticket, 250), int64_t(250));
   EXPECT_TRUE(pool.queue().empty());
 }
 
@@ -293,47 +297,191 @@ TEST(deleted_channels_keep_numbers_and_free_late) {
   Channel& b = pool.add_channel(0, config(0, 1));
   pool.add_channel(0, config(0, 1));
   pool.acquire(b);
-  pool.remove_channel(0, 1);
-  EXPECT_TRUE(b.deleted);
+  pool.remove_channel(b);
+  EXPECT_TRUE(b.deleted());
   EXPECT_TRUE(pool.groups()[0]->find(1) == nullptr);
-  EXPECT_EQ(pool.groups()[0]->find(2)->number, 2u);
+  EXPECT_EQ(pool.groups()[0]->find(2)->number(), 2u);
   Channel& d = pool.add_channel(0, config(0, 1));
-  EXPECT_EQ(d.number, 3u);  // numbers are never reused
+  EXPECT_EQ(d.number(), 3u);  // numbers are never reused
   std::set<unsigned> chosen;
   for (int i = 0; i < 6; ++i) {
     Channel* c = pool.select("k");
-    chosen.insert(c->number);
+    chosen.insert(c->number());
   }
   EXPECT_TRUE(chosen.count(1) == 0);
   pool.release(b, 1);  // frees it; must not crash under sanitizers
 }
 
 TEST(weight_and_rational_speed_comparison) {
-  Channel a, b;
-  a.config = config(4, 3);
-  b.config = config(0, 6);
-  b.c = 1;  // 6/2 = 3: tie
-  EXPECT_FALSE(faster(a, b));
-  EXPECT_FALSE(faster(b, a));
-  b.c = 0;  // 6
-  EXPECT_TRUE(faster(b, a));
+  // a: maxc 4, weight 3 (one sharer); b: unlimited, weight 6.
+  EXPECT_FALSE(faster(3, 1, 6, 2));  // b with c = 1: 6/2 = 3, a tie
+  EXPECT_FALSE(faster(6, 2, 3, 1));
+  EXPECT_TRUE(faster(6, 1, 3, 1));   // b with c = 0: 6
+  Pool pool;
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(4, 3));
+  Channel& b = pool.add_channel(0, config(0, 6));
+  pool.acquire(b);
+  EXPECT_TRUE(a.speed() == b.speed());  // the index sees the same tie
 }
 
-TEST(address_keys_unify_v4_mapped) {
-  Address v4, mapped;
-  auto* in = reinterpret_cast<sockaddr_in*>(&v4.storage);
-  in->sin_family = AF_INET;
-  in->sin_addr.s_addr = htonl(0x7f000001);
-  v4.length = sizeof(sockaddr_in);
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&mapped.storage);
-  in6->sin6_family = AF_INET6;
-  in6->sin6_addr.s6_addr[10] = 0xff;
-  in6->sin6_addr.s6_addr[11] = 0xff;
-  in6->sin6_addr.s6_addr[12] = 127;
-  in6->sin6_addr.s6_addr[15] = 1;
-  mapped.length = sizeof(sockaddr_in6);
-  EXPECT_EQ(v4.host_key(), mapped.host_key());
-  EXPECT_EQ(mapped.host_text(), "127.0.0.1");
+// The scheduling rule written as the plain linear scan it was before the
+// index: among available channels the highest weight/sharers (exact
+// rationals), ties to the first numbered after the one chosen last.
+const Channel* linear_choice(const Group& group, bool chose_any, unsigned last) {
+  const Channel* best = nullptr;
+  auto sharers = [](const Channel& c) { return c.config().maxc ? 1u : c.c() + 1; };
+  auto consider = [&](const Channel& c) {
+    if (!c.available()) return;
+    if (!best || faster(c.config().weight, sharers(c), best->config().weight, sharers(*best)))
+      best = &c;
+  };
+  for (auto& c : group.channels())
+    if (!chose_any || c->number() > last) consider(*c);
+  if (chose_any)
+    for (auto& c : group.channels())
+      if (c->number() <= last) consider(*c);
+  return best;
+}
+
+TEST(the_index_chooses_exactly_as_the_linear_scan_under_random_changes) {
+  for (unsigned seed = 1; seed <= 20; ++seed) {
+    std::mt19937 random(seed);
+    auto pick = [&](size_t n) { return size_t(random() % n); };
+    Pool pool;
+    pool.add_group(GroupType::RoundRobin);
+    for (int i = 0; i < 8; ++i) pool.add_channel(0, config(unsigned(pick(4)), 1 + unsigned(pick(3))));
+    std::vector<Channel*> held;  // one entry per connection holding a slot
+    bool chose_any = false;
+    unsigned last = 0;
+    int64_t now = 0;
+    for (int step = 0; step < 3000; ++step) {
+      ++now;
+      const Group& group = *pool.groups()[0];
+      std::vector<Channel*> live;
+      for (auto& c : group.channels()) live.push_back(pool.find(0, c->number()));
+      Channel* any = live.empty() ? nullptr : live[pick(live.size())];
+      switch (pick(10)) {
+        case 0:
+        case 1:
+        case 2: {  // a client arrives
+          const Channel* expected = linear_choice(group, chose_any, last);
+          Channel* chosen = pool.select("k");
+          EXPECT_TRUE(chosen == expected);
+          if (!chosen) break;
+          if (chosen->config().maxc) EXPECT_TRUE(chosen->c() < chosen->config().maxc);
+          pool.acquire(*chosen);
+          held.push_back(chosen);
+          chose_any = true;
+          last = chosen->number();
+          break;
+        }
+        case 3:
+        case 4:  // a connection ends
+          if (!held.empty()) {
+            size_t i = pick(held.size());
+            pool.release(*held[i], 5);
+            held.erase(held.begin() + long(i));
+          }
+          break;
+        case 5:
+          if (any) pool.set_admin(*any, pick(2) ? AdminState::Enabled : AdminState::Disabled, now);
+          break;
+        case 6:
+          if (any) {
+            if (pick(2))
+              pool.connect_failed(*any, now);
+            else
+              pool.mark_up(*any, now);
+          }
+          break;
+        case 7:
+          if (any) pool.set_maxc(*any, unsigned(pick(4)));
+          break;
+        case 8:
+          if (any) pool.set_weight(*any, 1 + unsigned(pick(3)));
+          break;
+        case 9:
+          if (pick(2) || live.size() < 3)
+            pool.add_channel(0, config(unsigned(pick(4)), 1 + unsigned(pick(3))),
+                             pick(2) ? AdminState::Enabled : AdminState::Disabled, now);
+          else if (any)
+            pool.remove_channel(*any);  // its held connections release it later
+          break;
+      }
+    }
+    for (Channel* channel : held) pool.release(*channel, 1);
+  }
+}
+
+TEST(probe_schedule_and_in_service_count_follow_every_change) {
+  PoolOptions options;
+  options.retry_ms = 100;
+  Pool pool(options);
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(1, 1));
+  Channel& b = pool.add_channel(0, config(0, 1), AdminState::Disabled);
+  EXPECT_EQ(pool.in_service_count(), size_t(1));
+  pool.connect_failed(a, 1000);
+  EXPECT_EQ(pool.in_service_count(), size_t(0));
+  EXPECT_EQ(pool.next_probe_ms(), int64_t(1100));
+  pool.set_admin(a, AdminState::Disabled, 1001);  // a disabled channel is not probed
+  EXPECT_EQ(pool.next_probe_ms(), int64_t(-1));
+  pool.set_admin(a, AdminState::Enabled, 1002);   // enabling a down channel probes it now
+  EXPECT_EQ(pool.next_probe_ms(), int64_t(1002));
+  pool.set_admin(b, AdminState::Enabled, 1003);
+  EXPECT_EQ(pool.in_service_count(), size_t(1));
+  EXPECT_TRUE(pool.take_serve_due());
+  EXPECT_FALSE(pool.take_serve_due());
+  pool.mark_up(a, 1004);
+  EXPECT_EQ(pool.in_service_count(), size_t(2));
+  EXPECT_TRUE(pool.take_serve_due());  // a channel came back
+  pool.remove_channel(b);
+  EXPECT_EQ(pool.in_service_count(), size_t(1));
+  EXPECT_EQ(pool.channel_count(), size_t(1));
+}
+
+TEST(probes_find_channels_by_id_and_assign_gives_a_new_one) {
+  Pool pool;
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(0, 1));
+  uint64_t old_id = a.id();
+  EXPECT_TRUE(pool.find_id(old_id) == &a);
+  std::string err;
+  Address elsewhere;
+  EXPECT_FALSE(pool.assign(a, "h", "1", elsewhere, 0, &err));  // enabled
+  EXPECT_EQ(err, "channel 0 is enabled; disable it first");
+  pool.set_admin(a, AdminState::Disabled, 0);
+  pool.connect_failed(a, 0);
+  EXPECT_TRUE(pool.assign(a, "h", "1", elsewhere, 5, &err));
+  EXPECT_TRUE(pool.find_id(old_id) == nullptr);  // an old probe finds nothing
+  EXPECT_TRUE(pool.find_id(a.id()) == &a);
+  EXPECT_TRUE(a.health() == Health::Up);
+  pool.remove_channel(a);
+  EXPECT_TRUE(pool.find_id(a.id()) == nullptr);
+}
+
+TEST(hash_first_choices_are_cached_until_the_group_changes) {
+  Pool pool;
+  pool.add_group(GroupType::Hash);
+  for (int i = 0; i < 50; ++i) pool.add_channel(0, config(0, 1));
+  std::map<std::string, unsigned> first;
+  for (int client = 0; client < 200; ++client) {
+    std::string key = "c" + std::to_string(client);
+    first[key] = pool.select(key)->number();
+    EXPECT_EQ(pool.select(key)->number(), first[key]);  // from the cache
+  }
+  // A heavier channel takes clients from the others, never the reverse.
+  pool.set_weight(*pool.find(0, 7), 50);
+  int moved_to_7 = 0;
+  for (auto& [key, number] : first) {
+    unsigned now = pool.select(key)->number();
+    if (now != number) {
+      EXPECT_EQ(now, 7u);
+      ++moved_to_7;
+    }
+  }
+  EXPECT_TRUE(moved_to_7 > 0);
 }
 
 TEST_MAIN()

@@ -242,7 +242,7 @@ show_answers() {
   [ "${lines[1]}" = "${lines[0]}" ]
   [ "${lines[2]}" = "${lines[0]}" ]
   [ "${lines[3]}" = "${lines[0]}" ]
-  [[ ${lines[4]} == "balance "* ]]
+  [[ ${lines[4]} == "This is balance "* ]]
 }
 
 @test "hostile numbers get an error reply and change nothing" {
@@ -254,7 +254,7 @@ show_answers() {
     run -1 --separate-stderr ctl "$cmd"
     [[ $stderr == "error: "* ]]
   done
-  [ "$(ctl "show csv" | awk -F, 'NR == 2 { print $4, $10, $11 }')" = "ENA 4 2" ]
+  [ "$(ctl "show csv" | awk -F, 'NR == 2 { print $4, $9, $12 }')" = "ENA 4 2" ]
   [ "$(ctl "show csv" | wc -l)" -eq 2 ]
 }
 
@@ -274,14 +274,14 @@ show_answers() {
   up -- "127.0.0.1:$(port_of echo)"
   run -0 ctltool send -c -n 2 -l 5000 -a 'version\n' "$T/ctl.sock"
   [ "${lines[0]}" = "error: line too long (at most 4096 bytes)" ]
-  [[ ${lines[1]} == "balance "* ]]
+  [[ ${lines[1]} == "This is balance "* ]]
 }
 
 @test "a line that arrives in pieces runs once it is complete" {
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
   run -0 ctltool send -n 1 -w 0.3 -a 'ver' -a 'si' -a $'on\n' "$T/ctl.sock"
-  [[ $output == "balance "* ]]
+  [[ $output == "This is balance "* ]]
 }
 
 @test "an unfinished line never runs: a partial kill held open, then closed" {
@@ -289,7 +289,7 @@ show_answers() {
   up -- "127.0.0.1:$(port_of echo)"
   spawn partial "$CTLTOOL" hold -n 1 -H 2 -a 'kill' -r "$T/held" "$T/ctl.sock"
   wait_for 5 test -e "$T/held"
-  [[ $(ctl version) == "balance "* ]] # the partial line blocks nobody
+  [[ $(ctl version) == "This is balance "* ]] # the partial line blocks nobody
   relays
   finish partial
   [ "$(cat "$T/partial.out")" = "opened=1 closed=0 data=0" ]
@@ -318,7 +318,7 @@ show_answers() {
   spawn idle "$CTLTOOL" hold -n 100 -H 5 -r "$T/held" "$T/ctl.sock"
   wait_for 10 test -e "$T/held"
   # Held sessions still open: a new one closes the idlest and is answered.
-  [[ $(ctl version) == "balance "* ]]
+  [[ $(ctl version) == "This is balance "* ]]
   finish idle
 }
 
@@ -328,7 +328,7 @@ show_answers() {
   yes help | head -n 200000 >"$T/helps"
   spawn deaf sh -c 'exec "$0" send -N -S -i -t 4 "$1" <"$2"' "$CTLTOOL" "$T/ctl.sock" "$T/helps"
   sleep 1
-  [[ $(ctl version) == "balance "* ]]
+  [[ $(ctl version) == "This is balance "* ]]
   relays
   finish deaf
   show_answers
