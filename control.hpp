@@ -104,23 +104,30 @@ class ControlServer {
 // `balance -i port` and `balance -c command port`; returns the exit status.
 int run_control_client(const Options& options);
 
-// Pure, fuzzed: splits the control socket's byte stream into replies
-// (each ended by an empty line). A reply or line over max_bytes is an
-// error, not unbounded memory.
+// Pure, fuzzed: splits the control socket's byte stream into replies,
+// each ended by an empty line, without holding a whole line (`show json`
+// is one line of any length): the text comes out in pieces as it arrives.
+// A reply longer than max_reply bytes is an error, not unbounded output.
 class ReplyReader {
  public:
-  enum class Event { None, Line, End, TooLong };
-  explicit ReplyReader(size_t max_line) : max_line_(max_line) {}
-  void feed(const char* data, size_t length) { buffer_.append(data, length); }
-  // Line: *line is the next line of the current reply; End: the reply
-  // ended (its empty line); None: more bytes are needed.
-  Event next(std::string* line);
-  bool empty() const { return start_ == buffer_.size(); }
+  enum class Event { None, Text, End, TooLong };
+  explicit ReplyReader(uint64_t max_reply) : max_reply_(max_reply) {}
+  void feed(const char* data, size_t length);
+  // Text: *text is the next piece of the current reply (newlines kept);
+  // End: the reply ended (its empty line); None: more bytes are needed.
+  Event next(std::string* text);
+  // Whether the current reply is an error ("error: ..."); known once its
+  // first piece came out.
+  bool error() const { return error_; }
 
  private:
   std::string buffer_;
-  size_t start_ = 0;  // where the unread bytes begin
-  size_t max_line_;
+  size_t start_ = 0;         // where the unread bytes begin
+  bool line_start_ = true;   // the next byte begins a line
+  bool reply_start_ = true;  // ... and the reply
+  bool error_ = false;
+  uint64_t reply_bytes_ = 0;
+  uint64_t max_reply_;
 };
 
 #endif

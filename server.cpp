@@ -110,7 +110,13 @@ void Acceptor::close() {
 // ---------------------------------------------------------------- Session
 
 Session::Session(SessionServer& server, Fd fd)
-    : server_(server), fd_(std::move(fd)), active_ms_(server.state().now_ms) {}
+    : server_(server), fd_(std::move(fd)), active_ms_(server.state().now_ms) {
+  // The kernel would otherwise take megabytes ahead of a slow reader,
+  // all of it rendered at once; a window's worth is enough to keep a
+  // fast reader busy.
+  int size = int(kWindow);
+  setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
 
 Session::~Session() { close(); }
 

@@ -251,23 +251,50 @@ TEST(socket_path_derivation) {
   EXPECT_EQ(dir, "");
 }
 
-TEST(reply_reader_splits_replies_and_bounds_lines) {
-  ReplyReader reader(16);
-  std::string input = "one\ntwo\n\n\nerror: x\n\n";
-  reader.feed(input.data(), input.size());
-  std::string line;
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
-  EXPECT_EQ(line, "one");
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);  // an empty reply
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::Line);
-  EXPECT_EQ(line, "error: x");
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::End);
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::None);
-  std::string long_line(17, 'x');
-  reader.feed(long_line.data(), long_line.size());
-  EXPECT_TRUE(reader.next(&line) == ReplyReader::Event::TooLong);
+// Reads pieces up to the end of one reply; "" with *ok false at TooLong.
+std::string one_reply(ReplyReader& reader, bool* error, bool* ok) {
+  std::string reply, piece;
+  *ok = true;
+  for (;;) {
+    ReplyReader::Event event = reader.next(&piece);
+    if (event == ReplyReader::Event::Text) {
+      reply += piece;
+      *error = reader.error();
+      continue;
+    }
+    *ok = event == ReplyReader::Event::End;
+    return reply;
+  }
+}
+
+TEST(reply_reader_splits_replies_in_pieces_of_any_line_length) {
+  ReplyReader reader(100);
+  std::string input = "one\ntwo\n\n\nerror: x\n\n" + std::string(60, 'j') + "\n\n";
+  bool error = false, ok = false;
+  // Fed a byte at a time: pieces never hold a whole long line back.
+  std::vector<std::string> replies;
+  std::string current, piece;
+  for (char ch : input) {
+    reader.feed(&ch, 1);
+    for (;;) {
+      ReplyReader::Event event = reader.next(&piece);
+      if (event == ReplyReader::Event::None) break;
+      if (event == ReplyReader::Event::Text) current += piece;
+      if (event == ReplyReader::Event::End) {
+        replies.push_back(current + (reader.error() ? "!" : ""));
+        current.clear();
+      }
+    }
+  }
+  EXPECT_EQ(replies.size(), size_t(4));
+  EXPECT_EQ(replies[0], "one\ntwo\n");
+  EXPECT_EQ(replies[1], "");  // an empty reply
+  EXPECT_EQ(replies[2], "error: x\n!");
+  EXPECT_EQ(replies[3], std::string(60, 'j') + "\n");
+  std::string too_long(101, 'x');
+  reader.feed(too_long.data(), too_long.size());
+  EXPECT_EQ(one_reply(reader, &error, &ok), "");
+  EXPECT_FALSE(ok);
 }
 
 TEST(line_framer_bounds_lines_and_gives_up_on_endless_ones) {

@@ -31,8 +31,9 @@
 //   lines    the control session's LineFramer on the input fed in pieces
 //            of sizes taken from the input: lines are bounded, consumed
 //            bytes leave, nothing is lost or invented.
-//   replies  the -c client's ReplyReader on the input: lines are bounded
-//            and never hold a newline.
+//   replies  the -c client's ReplyReader on the input fed in pieces: the
+//            pieces of each reply add up to the input up to its empty
+//            line, each piece ends at most at a newline, errors are told.
 //   hosts    channels whose host names are pieces of the input (any bytes,
 //            up to the whole input): show json must still be valid JSON
 //            in structure, CSV rows must all have the header's field count.
@@ -285,19 +286,34 @@ void fuzz_lines(const std::string& input) {
 }
 
 void fuzz_replies(const std::string& input) {
-  ReplyReader reader(128);
-  std::string line;
+  // The pieces of each reply, put together, are the input up to its
+  // empty line; nothing is lost, invented or held without bound.
+  constexpr uint64_t kMax = 4096;
+  ReplyReader reader(kMax);
+  std::string text, pieces;
+  size_t consumed = 0;
   for (size_t at = 0; at < input.size();) {
     size_t n = std::min(piece(input, at), input.size() - at);
     reader.feed(input.data() + at, n);
     at += n;
     for (;;) {
-      ReplyReader::Event event = reader.next(&line);
+      ReplyReader::Event event = reader.next(&text);
       if (event == ReplyReader::Event::None) break;
       if (event == ReplyReader::Event::TooLong) return;
-      check(line.size() <= 128);
-      check(line.find('\n') == std::string::npos);
-      check((event == ReplyReader::Event::End) == line.empty());
+      if (event == ReplyReader::Event::Text) {
+        check(!text.empty() && text.size() <= kMax);
+        check(text.find('\n') == std::string::npos || text.find('\n') == text.size() - 1);
+        pieces += text;
+        continue;
+      }
+      // End: the pieces and the empty line are exactly the next input bytes.
+      check(input.compare(consumed, pieces.size(), pieces) == 0);
+      consumed += pieces.size();
+      check(input[consumed] == '\n');
+      ++consumed;
+      check(pieces.empty() || pieces.back() == '\n');
+      check(reader.error() == (pieces.compare(0, 7, "error: ") == 0) || pieces.empty());
+      pieces.clear();
     }
   }
 }
