@@ -155,6 +155,19 @@ class EpollPoller final : public Poller {
 #endif
 
 #if defined(BALANCE_USE_KQUEUE)
+// Changes of interest are queued and go to the kernel with the next
+// kevent() call that waits, in the order they were made, so a pass costs
+// one system call however many fds changed. slot.interest is the set of
+// filters an fd has once the queue is applied; slot.index is its entry in
+// *ready during wait().
+//
+// forget() deletes the fd's filters at once, while the fd is still open,
+// instead of trusting close() to drop them: the BSD kernels do, but
+// libkqueue (kqueue on Linux) keeps them, and the socket that gets the
+// number next would inherit them. Nor can the deletion wait for the next
+// kevent(): by then the number may belong to something else, and libkqueue
+// fails to delete a filter whose number now names a file epoll cannot poll
+// (such as /dev/null), leaving its state corrupt.
 class KqueuePoller final : public Poller {
  public:
   KqueuePoller() : kq_(kqueue()) {}
@@ -175,41 +188,88 @@ class KqueuePoller final : public Poller {
     slot.interest = interest;
   }
 
-  // Closing the fd removes its filters; no system call here.
   void forget(int fd) override {
-    if (size_t(fd) < slots_.size()) slots_[size_t(fd)].interest = 0;
+    if (size_t(fd) >= slots_.size()) return;
+    watch(fd, 0, slots_[size_t(fd)].watcher);
+    // Whatever is queued for the fd, this deletion or an earlier change,
+    // reaches the kernel before close().
+    for (const struct kevent& e : changes_) {
+      if (e.ident == uintptr_t(fd)) {
+        apply();
+        return;
+      }
+    }
   }
 
   bool wait(int timeout_ms, std::vector<ReadyEvent>* ready) override {
     ready->clear();
-    if (events_.size() < 256) events_.resize(256);
+    // Room for an error entry per change besides the events: a BSD kernel
+    // stops applying the changes at an error it has no room to report.
+    events_.resize(changes_.size() + kMaxEvents);
     timespec timeout{timeout_ms / 1000, long(timeout_ms % 1000) * 1000000L};
-    int n = kevent(kq_, nullptr, 0, events_.data(), int(events_.size()),
-                   timeout_ms < 0 ? nullptr : &timeout);
+    int n = kevent(kq_, changes_.data(), int(changes_.size()), events_.data(),
+                   int(events_.size()), timeout_ms < 0 ? nullptr : &timeout);
+    // Applied even when the wait was interrupted: changes come first.
+    changes_.clear();
     if (n < 0) return errno == EINTR;
     for (int i = 0; i < n; ++i) {
       const struct kevent& e = events_[size_t(i)];
+      // A change that failed, not readiness: the fd's watcher must not
+      // hear of it.
+      if (e.flags & EV_ERROR) continue;
       int fd = int(e.ident);
       unsigned events = e.filter == EVFILT_READ ? kReadable : kWritable;
       // A failed connect shows as EOF on the write filter (the error in
       // fflags): a hang-up, as poll() and epoll report it.
-      if ((e.flags & EV_ERROR) || (e.filter == EVFILT_WRITE && (e.flags & EV_EOF)))
-        events |= kHangup;
-      ready->push_back(ReadyEvent{fd, events, slots_[size_t(fd)].watcher});
+      if (e.filter == EVFILT_WRITE && (e.flags & EV_EOF)) events |= kHangup;
+      // The read and write filters are separate entries; an fd gets one
+      // ReadyEvent with both, as from poll() and epoll, so that its watcher
+      // is not called again for an fd it closed in the first call.
+      Slot& slot = slots_[size_t(fd)];
+      if (slot.index >= 0) {
+        (*ready)[size_t(slot.index)].events |= events;
+      } else {
+        slot.index = int(ready->size());
+        ready->push_back(ReadyEvent{fd, events, slot.watcher});
+      }
     }
+    for (const ReadyEvent& event : *ready) slots_[size_t(event.fd)].index = -1;
     return true;
   }
 
  private:
+  // kMaxChanges + kMaxEvents stays within libkqueue's limit on one call's
+  // eventlist (512), past which it stops applying changes that fail.
+  static constexpr size_t kMaxChanges = 256;
+  static constexpr size_t kMaxEvents = 256;
+
   void change(int fd, short filter, unsigned had, unsigned wants) {
     if (bool(had) == bool(wants)) return;
+    if (changes_.size() == kMaxChanges) apply();
     struct kevent e;
     EV_SET(&e, uintptr_t(fd), filter, wants ? EV_ADD : EV_DELETE, 0, 0, 0);
-    kevent(kq_, &e, 1, nullptr, 0, nullptr);
+    changes_.push_back(e);
+  }
+
+  // Applies the queue now, without waiting. EV_RECEIPT makes the kernel
+  // answer each change (an EV_ERROR entry, data 0 when it worked) and leave
+  // pending events for the next wait(); without it, events that come back
+  // are dropped, which loses nothing as they are level-triggered.
+  void apply() {
+    if (changes_.empty()) return;
+#if defined(EV_RECEIPT)
+    for (struct kevent& e : changes_) e.flags |= EV_RECEIPT;
+#endif
+    events_.resize(changes_.size());
+    const timespec now{0, 0};
+    kevent(kq_, changes_.data(), int(changes_.size()), events_.data(), int(events_.size()),
+           &now);
+    changes_.clear();
   }
 
   int kq_;
   std::vector<Slot> slots_;
+  std::vector<struct kevent> changes_;
   std::vector<struct kevent> events_;
 };
 #endif

@@ -42,8 +42,9 @@ class Poller {
   virtual const char* name() const = 0;
   // Sets fd's interest; cheap when it does not change.
   virtual void watch(int fd, unsigned interest, Watcher* watcher) = 0;
-  // The fd is about to be closed: it is no longer watched. (epoll and
-  // kqueue drop a closed fd by themselves, so this costs them nothing.)
+  // The fd is about to be closed: it is no longer watched. (epoll drops a
+  // closed fd by itself, so this costs it nothing; kqueue deletes the fd's
+  // filters before the close, as libkqueue keeps them past close().)
   virtual void forget(int fd) = 0;
   // Waits up to timeout_ms (-1 = forever) and fills *ready. Returns false
   // only on an unexpected error (EINTR is not one).
