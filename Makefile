@@ -1,5 +1,5 @@
 # balance: POSIX make (GNU make and bmake alike). Overridable: CXX,
-# CXXFLAGS, LDFLAGS, PREFIX, MANPREFIX, DESTDIR; POLLER=poll forces the
+# CXXFLAGS, LDFLAGS, STRIP, PREFIX, MANPREFIX, DESTDIR; POLLER=poll forces the
 # portable poll() loop, PORTABLE=1 switches the Linux-only calls off.
 .POSIX:
 
@@ -9,6 +9,7 @@ MANPREFIX = $(PREFIX)/share/man
 CXX = c++
 CXXFLAGS = -O2 -g -Wall -Wextra
 LDFLAGS =
+STRIP = strip
 POLLER = auto
 PORTABLE = 0
 BALANCE_CPPFLAGS = -std=c++17 -DBALANCE_VERSION=\"$(VERSION)\" \
@@ -55,6 +56,7 @@ bench: balance
 install: balance
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1
 	cp balance $(DESTDIR)$(PREFIX)/bin/balance
+	$(STRIP) $(DESTDIR)$(PREFIX)/bin/balance
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/balance
 	cp balance.1 $(DESTDIR)$(MANPREFIX)/man1/balance.1
 	chmod 644 $(DESTDIR)$(MANPREFIX)/man1/balance.1
@@ -83,6 +85,7 @@ distcheck: dist
 	cd distcheck.tmp/$(DISTNAME) && $(MAKE) && $(MAKE) check && \
 	    $(MAKE) install DESTDIR=`pwd`/../stage && \
 	    test -x ../stage$(PREFIX)/bin/balance && \
+	    test `wc -c < ../stage$(PREFIX)/bin/balance` -lt `wc -c < balance` && \
 	    mandoc -Tlint -W warning ../stage$(MANPREFIX)/man1/balance.1 && \
 	    $(MAKE) uninstall DESTDIR=`pwd`/../stage && \
 	    test ! -e ../stage$(PREFIX)/bin/balance

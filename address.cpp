@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -107,4 +108,35 @@ bool resolve_address(const std::string& host_text, const std::string& port, int 
   address->length = socklen_t(chosen->ai_addrlen);
   freeaddrinfo(list);
   return true;
+}
+
+namespace {
+
+bool is_wildcard(const Address& address) {
+  std::string key = address.host_key();
+  return key.find_first_not_of('\0') == std::string::npos;
+}
+
+bool is_mapped_or_v4(const Address& address) { return address.host_key().size() == 4; }
+
+// An address of this host is one a socket can be bound to.
+bool is_local(const Address& address) {
+  int fd = socket(address.family(), SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  Address probe = address;
+  probe.set_port(0);
+  bool local = bind(fd, probe.sa(), probe.length) == 0;
+  close(fd);
+  return local;
+}
+
+}  // namespace
+
+bool reaches_listener(const Address& to, const Address& listener, bool v6only) {
+  if (to.port() != listener.port()) return false;
+  if (!is_wildcard(listener)) return to.host_key() == listener.host_key();
+  bool v4_client = is_mapped_or_v4(to);
+  if (listener.family() == AF_INET && !v4_client) return false;
+  if (listener.family() == AF_INET6 && v6only && v4_client) return false;
+  return is_local(to);
 }

@@ -35,4 +35,10 @@ bool resolve_port(const std::string& port, int* number, std::string* err);
 bool resolve_address(const std::string& host, const std::string& port, int family,
                      bool passive, Address* address, std::string* err);
 
+// Whether a connection to `to` would come back to a listener bound to
+// `listener` (v6only: an IPv6 listener that takes no IPv4 clients): the
+// same port, on the listener's address or, for a wildcard listener, on
+// any address of this host. Such a channel would loop through balance.
+bool reaches_listener(const Address& to, const Address& listener, bool v6only);
+
 #endif

@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,30 +20,59 @@
 
 namespace {
 
-// SIGTERM, SIGINT and SIGHUP reach the loop through a pipe, so a signal that
-// arrives just before the wait still wakes it.
+// Signals reach the loop through a pipe, one byte per signal (its
+// number), so a signal that arrives just before the wait still wakes it.
+// The one global a signal handler needs.
 int g_signal_pipe[2] = {-1, -1};
 
-void on_signal(int) {
+void on_signal(int number) {
   int saved = errno;
-  char byte = 1;
+  char byte = char(number);
   ssize_t ignored = write(g_signal_pipe[1], &byte, 1);
   (void)ignored;
   errno = saved;
 }
 
+// What each signal means (balance.1, SIGNALS): TERM, INT and QUIT stop;
+// HUP never does (logrotate's postrotate sends it; there is nothing to
+// reopen, as the log is stderr or syslog); USR1 logs a status line.
 class SignalWatcher final : public Watcher {
  public:
-  explicit SignalWatcher(State& state) : state_(state) {}
+  SignalWatcher(State& state, Proxy& proxy) : state_(state), proxy_(proxy) {}
   void on_ready(int fd, unsigned) override {
     char bytes[16];
-    while (read(fd, bytes, sizeof bytes) > 0) {
-    }
-    state_.stopping = true;
+    ssize_t n;
+    while ((n = read(fd, bytes, sizeof bytes)) > 0)
+      for (ssize_t i = 0; i < n; ++i) handle(bytes[i]);
   }
 
  private:
+  void handle(int number) {
+    switch (number) {
+      case SIGHUP:
+        state_.log.info("SIGHUP: nothing to reload; still running (see SIGNALS in balance(1))");
+        break;
+      case SIGUSR1:
+        log_status();
+        break;
+      case SIGUSR2:
+        state_.log.info("SIGUSR2: ignored");
+        break;
+      default:  // SIGTERM, SIGINT, SIGQUIT
+        state_.stopping = true;
+    }
+  }
+  void log_status() {
+    const Pool& pool = state_.pool;
+    state_.log.info("status: %zu connections, %zu waiting, %zu of %zu channels in service; "
+                    "%llu dropped, %llu refused",
+                    proxy_.connection_count(), pool.queue_length(), pool.in_service_count(),
+                    pool.channel_count(), (unsigned long long)pool.dropped(),
+                    (unsigned long long)pool.refused());
+  }
+
   State& state_;
+  Proxy& proxy_;
 };
 
 bool install_signals(std::string* err) {
@@ -56,11 +87,23 @@ bool install_signals(std::string* err) {
   struct sigaction action {};
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGHUP, &action, nullptr);  // a closed terminal stops it cleanly too
+  for (int number : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2})
+    sigaction(number, &action, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return true;
+}
+
+// Descriptors a caller left open (a lock file, a pipe to a terminal
+// session) are not balance's: closed at start-up, all but 0, 1 and 2.
+void close_inherited_descriptors() {
+  int highest = 1024;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+    highest = int(std::min<rlim_t>(limit.rlim_cur, 1 << 20));
+#if defined(__linux__) && defined(SYS_close_range)
+  if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0) return;
+#endif
+  for (int fd = 3; fd < highest; ++fd) close(fd);
 }
 
 void raise_fd_limit() {
@@ -97,7 +140,8 @@ bool build_pool(State& state, std::string* err) {
       config.maxc = spec.maxc;
       config.weight = spec.weight;
       std::string why;
-      if (!resolve_address(config.host, config.port, family, false, &config.address, &why)) {
+      if (!resolve_address(config.host, config.port, family, false, &config.address, &why) ||
+          loops_back(state, config.address, &why)) {
         *err = spec.text + ": " + why;
         return false;
       }
@@ -154,15 +198,20 @@ bool detach(State& state, std::string* err) {
 }
 
 int run_proxy(State& state) {
+  // First, before any library opens a descriptor of its own.
+  close_inherited_descriptors();
   std::string err;
   state.now_ms = monotonic_ms();
   state.pool.set_options(state.options.pool);
-  if (!build_pool(state, &err)) return usage_error(err);
+  // Names are looked up once, now: a name that does not resolve is not a
+  // usage error (no pointer to -h), just reported with the resolver's why.
+  if (!resolve_listen_addresses(state, &err)) return fail(err);
+  if (!build_pool(state, &err)) return fail(err);
 
   if (!state.options.source_address.empty() &&
       !resolve_address(state.options.source_address, "1", AF_UNSPEC, true,
                        &state.source_address, &err))
-    return usage_error("-B " + state.options.source_address + ": " + err);
+    return fail("-B " + state.options.source_address + ": " + err);
   state.source_address.set_port(0);
   raise_fd_limit();
   state.poller = Poller::create();
@@ -170,8 +219,6 @@ int run_proxy(State& state) {
   state.now_ms = monotonic_ms();
   if (!install_signals(&err)) return fail(err);
 
-  // What listen() reports after this is the system's, not the user's.
-  if (!resolve_listen_addresses(state, &err)) return usage_error(err);
   // The control socket first: a second balance for the same port finds
   // the first one there and says "already running".
   ControlServer control(state);
@@ -184,10 +231,13 @@ int run_proxy(State& state) {
   if (!state.options.foreground && !state.options.packet_dump && !detach(state, &err))
     return fail(err);
 
-  SignalWatcher signals(state);
+  SignalWatcher signals(state, proxy);
   state.poller->watch(g_signal_pipe[0], kReadable, &signals);
-  state.log.info("%s started on %s (%s), control socket %s", BALANCE_VERSION,
-                 state.listen_text.c_str(), state.poller->name(), state.socket_path.c_str());
+  std::string stats_text =
+      state.options.stats_port.empty() ? "" : ", statistics on " + state.stats_address.text();
+  state.log.info("%s started on %s (%s), control socket %s%s", BALANCE_VERSION,
+                 state.listen_text.c_str(), state.poller->name(), state.socket_path.c_str(),
+                 stats_text.c_str());
 
   std::vector<ReadyEvent> ready;
   while (!state.stopping) {
@@ -229,6 +279,8 @@ int main(int argc, char** argv) {
   switch (state.options.mode) {
     case Mode::Help:
       std::fputs(kUsage, stdout);
+      std::fputs("\n", stdout);
+      std::fputs(kOptionHelp, stdout);
       return 0;
     case Mode::Version:
       std::printf("balance %s\n", BALANCE_VERSION);

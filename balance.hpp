@@ -59,4 +59,8 @@ int64_t monotonic_ms();
 // "G:N host:port", how a channel is named in log lines.
 std::string channel_name(const Channel& channel);
 
+// True (with *err saying why) when a channel at `address` would be
+// balance's own listener: every client would loop through balance.
+bool loops_back(const State& state, const Address& address, std::string* err);
+
 #endif

@@ -11,8 +11,12 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <vector>
 
 #include <cerrno>
 #include <cstdio>
@@ -40,6 +44,8 @@ struct Keyword {
   // need a prefix that is not also a prefix of a 3.x command.
   bool balance3;
   Handler run;
+  // Refused to read-only peers (-G): it changes the running balance.
+  bool changes = true;
 };
 
 const std::vector<Keyword>& keywords();
@@ -77,7 +83,8 @@ std::string channel_text(const Command& command) { return "channel " + std::to_s
 
 bool resolve_channel(ControlContext& context, const std::string& host, const std::string& port,
                      Address* address, std::string* why) {
-  if (!resolve_address(host, port, address_family(context.state.options), false, address, why)) {
+  if (!resolve_address(host, port, address_family(context.state.options), false, address, why) ||
+      loops_back(context.state, *address, why)) {
     *why = host + " " + port + ": " + *why;
     return false;
   }
@@ -127,6 +134,7 @@ Reply run_group(const Command& command, ControlContext& context) {
     return error("no group " + std::to_string(command.group) + " (groups are 0 to " +
                  std::to_string(count) + ", the last one new)");
   if (command.group == count) {
+    if (context.read_only) return error("permission denied: read-only access cannot add a group");
     pool.add_group(GroupType::RoundRobin);
     context.state.log.info("control (uid %ld): group %zu added", long(context.peer_uid), count);
   }
@@ -246,17 +254,17 @@ const std::vector<Keyword>& keywords() {
   // its one-letter prefixes mean what they meant (d = disable, h = help,
   // r = reset, m = maxc); then the newer ones.
   static const std::vector<Keyword> table = {
-      {"quit", Verb::Quit, {}, {}, "quit", "end this control session", true, run_quit},
+      {"quit", Verb::Quit, {}, {}, "quit", "end this control session", true, run_quit, false},
       {"show", Verb::Show, {}, {Arg::Form}, "show [brief|csv|json|queue]",
        "channels and counters; brief fits 80 columns; csv and json for programs; "
        "queue lists waiting clients",
-       true, run_show},
-      {"help", Verb::Help, {}, {}, "help", "show this list (also ?)", true, run_help},
+       true, run_show, false},
+      {"help", Verb::Help, {}, {}, "help", "show this list (also ?)", true, run_help, false},
       {"kill", Verb::Kill, {}, {}, "kill", "stop this balance process", true, run_kill},
       {"disable", Verb::Disable, {Arg::Channel}, {}, "disable C",
        "take channel C out of service; its connections finish (drain)", true, run_admin},
       {"group", Verb::Group, {Arg::Group}, {}, "group G",
-       "make group G current (G = number of groups adds an empty group)", true, run_group},
+       "make group G current (G = number of groups adds an empty group)", true, run_group, false},
       {"reset", Verb::Reset, {Arg::Channel}, {}, "reset C",
        "clear the totalc, failure and byte counters of channel C", true, run_reset},
       {"enable", Verb::Enable, {Arg::Channel}, {}, "enable C", "put channel C in service", true,
@@ -269,10 +277,10 @@ const std::vector<Keyword>& keywords() {
       {"maxc", Verb::Maxc, {Arg::Channel, Arg::Maxc}, {}, "maxc C N",
        "set the slots of channel C (0 = unlimited)", true, run_setting},
       {"mrtg-bytes", Verb::MrtgBytes, {Arg::Group, Arg::Channel}, {}, "mrtg-bytes G C",
-       "bytes received and sent by channel C of group G, for MRTG", true, run_mrtg},
+       "bytes received and sent by channel C of group G, for MRTG", true, run_mrtg, false},
       {"mrtg-conns", Verb::MrtgConns, {Arg::Group, Arg::Channel}, {}, "mrtg-conns G C",
-       "total connections of channel C of group G, for MRTG", true, run_mrtg},
-      {"version", Verb::Version, {}, {}, "version", "show balance's version", true, run_version},
+       "total connections of channel C of group G, for MRTG", true, run_mrtg, false},
+      {"version", Verb::Version, {}, {}, "version", "show balance's version", true, run_version, false},
       {"hash", Verb::Hash, {}, {}, "hash", "schedule the current group by client address hash",
        true, run_group_type},
       {"rr", Verb::RoundRobin, {}, {}, "rr", "schedule the current group by fastest free slot",
@@ -441,8 +449,13 @@ std::string help_text() {
 }
 
 Reply execute(const Command& command, ControlContext& context) {
-  for (const Keyword& keyword : keywords())
-    if (keyword.verb == command.verb) return keyword.run(command, context);
+  for (const Keyword& keyword : keywords()) {
+    if (keyword.verb != command.verb) continue;
+    if (context.read_only && keyword.changes)
+      return error(std::string("permission denied: ") + keyword.name +
+                   " changes balance, and this session is read-only (-G)");
+    return keyword.run(command, context);
+  }
   return error("internal: no handler");
 }
 
@@ -450,32 +463,61 @@ Reply execute(const Command& command, ControlContext& context) {
 
 namespace {
 
-bool private_directory(const std::string& dir, std::string* err) {
+// The server's socket directory: made 0700 if missing, then held to the
+// checks every user of it applies (check_socket_directory); with -G its
+// group may enter it (0750), to reach the socket.
+bool private_directory(const std::string& dir, gid_t group, std::string* err) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     *err = dir + ": " + std::strerror(errno);
     return false;
   }
-  struct stat st;
-  if (lstat(dir.c_str(), &st) != 0) {
+  if (!check_socket_directory(dir, false, err)) return false;
+  if (group != gid_t(-1) && (chown(dir.c_str(), uid_t(-1), group) != 0 || chmod(dir.c_str(), 0750) != 0)) {
     *err = dir + ": " + std::strerror(errno);
-    return false;
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    *err = dir + ": not a directory (a symbolic link or file is in the way); refusing to use it";
-    return false;
-  }
-  if (st.st_uid != geteuid()) {
-    *err = dir + ": owned by uid " + std::to_string(st.st_uid) + ", not by you; refusing to use it";
-    return false;
-  }
-  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    *err = dir + ": writable by others; refusing to use it (chmod 700 it)";
     return false;
   }
   return true;
 }
 
 }  // namespace
+
+bool check_socket_directory(const std::string& dir, bool root_may_own, std::string* err) {
+  const char* advice = "; refusing to use it (remove it if it is not yours to keep, or give -S a "
+                       "socket path in a directory of your own)";
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) {
+    *err = dir + ": " + std::strerror(errno);
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    *err = dir + ": not a directory (a symbolic link or file is in the way)" + advice;
+    return false;
+  }
+  if (st.st_uid != geteuid() && !(root_may_own && st.st_uid == 0)) {
+    *err = dir + ": owned by uid " + std::to_string(st.st_uid) + ", not by you" + advice;
+    return false;
+  }
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    *err = dir + ": writable by others" + advice;
+    return false;
+  }
+  return true;
+}
+
+std::string socket_directory(uid_t uid, const char* tmpdir) {
+  if (uid == 0) {
+    struct stat st;
+    return stat("/run", &st) == 0 && S_ISDIR(st.st_mode) ? "/run/balance" : "/var/run/balance";
+  }
+  return std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/balance-" + std::to_string(uid);
+}
+
+std::string socket_name(const Options& options, int port) {
+  std::string name = options.bind_address;
+  for (char& ch : name)
+    if (ch == '/') ch = '_';
+  return (name.empty() ? "" : name + "_") + std::to_string(port) + ".sock";
+}
 
 bool control_socket_path(const Options& options, std::string* path, std::string* directory,
                          std::string* err) {
@@ -490,17 +532,8 @@ bool control_socket_path(const Options& options, std::string* path, std::string*
     *err = options.port + ": " + why;
     return false;
   }
-  if (geteuid() == 0) {
-    struct stat st;
-    *directory = stat("/run", &st) == 0 && S_ISDIR(st.st_mode) ? "/run/balance" : "/var/run/balance";
-  } else {
-    const char* tmp = std::getenv("TMPDIR");
-    *directory = std::string(tmp && *tmp ? tmp : "/tmp") + "/balance-" + std::to_string(geteuid());
-  }
-  std::string name = options.bind_address;
-  for (char& ch : name)
-    if (ch == '/') ch = '_';
-  *path = *directory + "/" + (name.empty() ? "" : name + "_") + std::to_string(port) + ".sock";
+  *directory = socket_directory(geteuid(), std::getenv("TMPDIR"));
+  *path = *directory + "/" + socket_name(options, port);
   return true;
 }
 
@@ -529,23 +562,50 @@ Fd connect_unix(const std::string& path) {
   return fd;
 }
 
-bool peer_uid(int fd, uid_t* uid) {
+bool peer_credentials(int fd, uid_t* uid, gid_t* gid) {
 #if defined(__linux__) && defined(SO_PEERCRED)
   struct ucred cred;
   socklen_t length = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) != 0) return false;
   *uid = cred.uid;
+  *gid = cred.gid;
   return true;
 #elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
     defined(__NetBSD__) || defined(__DragonFly__)
-  gid_t gid;
-  return getpeereid(fd, uid, &gid) == 0;
+  return getpeereid(fd, uid, gid) == 0;
 #else
-  // No way to ask: the socket's mode 0600 and its 0700 directory decide.
+  // No way to ask: the socket's mode and its directory decide.
   (void)fd;
   *uid = geteuid();
+  *gid = getegid();
   return true;
 #endif
+}
+
+bool user_in_group(uid_t uid, gid_t primary, gid_t group) {
+  if (primary == group) return true;
+  // Supplementary groups, from the group database.
+  passwd entry{}, *found = nullptr;
+  std::vector<char> buffer(16384);
+  if (getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) != 0 || !found) return false;
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    int count = int(groups.size());
+#if defined(__APPLE__)
+    std::vector<int> ids(groups.size());
+    int rc = getgrouplist(found->pw_name, int(primary), ids.data(), &count);
+    for (int i = 0; i < count && i < int(ids.size()); ++i) groups[size_t(i)] = gid_t(ids[size_t(i)]);
+#else
+    int rc = getgrouplist(found->pw_name, primary, groups.data(), &count);
+#endif
+    if (rc >= 0) {
+      for (int i = 0; i < count; ++i)
+        if (groups[size_t(i)] == group) return true;
+      return false;
+    }
+    groups.resize(size_t(count) > groups.size() ? size_t(count) : groups.size() * 2);
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------- server
@@ -554,9 +614,10 @@ namespace {
 
 class ControlSession final : public Session {
  public:
-  ControlSession(SessionServer& server, Fd fd, uid_t uid)
+  ControlSession(SessionServer& server, Fd fd, uid_t uid, bool read_only)
       : Session(server, std::move(fd)), context_{server.state()} {
     context_.peer_uid = uid;
+    context_.read_only = read_only;
   }
   int64_t deadline_ms() const override { return active_ms() + kIdleMs; }
   void evict() override {
@@ -631,15 +692,22 @@ ControlServer::ControlServer(State& state)
     : state_(state),
       sessions_(state, kMaxSessions,
                 [this](SessionServer& server, Fd fd, const Address&) -> std::unique_ptr<Session> {
-                  uid_t uid = 0;
-                  if (!peer_uid(fd.get(), &uid) || (uid != geteuid() && uid != 0)) {
+                  // balance's own user and root may do anything; members of
+                  // the -G group may look; anyone else is turned away.
+                  uid_t uid = uid_t(-1);
+                  gid_t gid = gid_t(-1);
+                  bool known = peer_credentials(fd.get(), &uid, &gid);
+                  bool full = known && (uid == geteuid() || uid == 0);
+                  bool reader = known && !full && monitor_gid_ != gid_t(-1) &&
+                                user_in_group(uid, gid, monitor_gid_);
+                  if (!full && !reader) {
                     state_.log.warning("control: refused a connection from uid %ld", long(uid));
                     const char refusal[] = "error: permission denied\n\n";
                     ssize_t ignored = send(fd.get(), refusal, sizeof refusal - 1, MSG_NOSIGNAL);
                     (void)ignored;
                     return nullptr;
                   }
-                  return std::make_unique<ControlSession>(server, std::move(fd), uid);
+                  return std::make_unique<ControlSession>(server, std::move(fd), uid, reader);
                 }) {}
 
 ControlServer::~ControlServer() { close(); }
@@ -648,7 +716,20 @@ bool ControlServer::listen(std::string* err) {
   // path_ is set only once the socket is ours: close() removes it.
   std::string path, directory;
   if (!control_socket_path(state_.options, &path, &directory, err)) return false;
-  if (!directory.empty() && !private_directory(directory, err)) return false;
+  const std::string& group_name = state_.options.monitor_group;
+  if (!group_name.empty()) {
+    struct group* entry = getgrnam(group_name.c_str());
+    uint64_t number;
+    if (entry) {
+      monitor_gid_ = entry->gr_gid;
+    } else if (parse_unsigned(group_name, 0, 0x7fffffff, &number)) {
+      monitor_gid_ = gid_t(number);
+    } else {
+      *err = "-G " + group_name + ": no such group";
+      return false;
+    }
+  }
+  if (!directory.empty() && !private_directory(directory, monitor_gid_, err)) return false;
   sockaddr_un address;
   if (!fill_unix_address(path, &address, err)) return false;
   struct stat st;
@@ -678,7 +759,12 @@ bool ControlServer::listen(std::string* err) {
     return false;
   }
   path_ = path;
-  chmod(path.c_str(), 0600);
+  // 0600, or 0660 for the -G group, which the session then holds to
+  // read-only commands.
+  if (monitor_gid_ != gid_t(-1) && chown(path.c_str(), uid_t(-1), monitor_gid_) == 0)
+    chmod(path.c_str(), 0660);
+  else
+    chmod(path.c_str(), 0600);
   // A burst of clients that connect without blocking must not find the
   // backlog full.
   if (::listen(fd.get(), SOMAXCONN) != 0) {

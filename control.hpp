@@ -57,6 +57,7 @@ struct ControlContext {
   size_t group = 0;   // the current group
   bool quit = false;  // `quit` was run
   uid_t peer_uid = 0;  // for the log
+  bool read_only = false;  // a -G member: commands that change balance are refused
 };
 
 struct Reply {
@@ -74,13 +75,26 @@ Reply execute(const Command& command, ControlContext& context);
 bool control_socket_path(const Options& options, std::string* path, std::string* directory,
                          std::string* err);
 
+// The checks a control socket's directory must pass, for the server and
+// the client alike: a real directory (no symbolic link), owned by this
+// user (or by root, when root_may_own: the client may use root's), not
+// writable by group or others. False with *err saying what to do.
+bool check_socket_directory(const std::string& dir, bool root_may_own, std::string* err);
+// The derived socket directory of a user: /run/balance (or
+// /var/run/balance) for root, ${TMPDIR:-/tmp}/balance-UID for others.
+std::string socket_directory(uid_t uid, const char* tmpdir);
+// The socket's file name in it: [ADDR_]PORT.sock.
+std::string socket_name(const Options& options, int port);
+
 // UNIX socket helpers shared by the server and the client.
 struct sockaddr_un;
 bool fill_unix_address(const std::string& path, sockaddr_un* address, std::string* err);
 // Connects to a control socket (blocking); an invalid Fd with errno set.
 Fd connect_unix(const std::string& path);
-// The uid of the process at the other end of a UNIX socket.
-bool peer_uid(int fd, uid_t* uid);
+// The uid and gid of the process at the other end of a UNIX socket.
+bool peer_credentials(int fd, uid_t* uid, gid_t* gid);
+// Whether a user (with primary group `primary`) is a member of `group`.
+bool user_in_group(uid_t uid, gid_t primary, gid_t group);
 
 // The control socket, served in the relay loop: at most 64 sessions (a
 // new one closes the idlest), each closed after 10 minutes idle.
@@ -99,6 +113,7 @@ class ControlServer {
   State& state_;
   SessionServer sessions_;
   std::string path_;
+  gid_t monitor_gid_ = gid_t(-1);  // -G: read-only members
 };
 
 // `balance -i port` and `balance -c command port`; returns the exit status.

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 
 #include "balance.hpp"
 
@@ -16,9 +17,17 @@ void Log::write(int priority, const char* format, va_list args) {
     vsyslog(priority, format, args);
     return;
   }
+  // In the foreground each line starts with the local time, to the
+  // millisecond: "2026-11-29 16:50:01.123 balance: ...".
   char line[1024];
   std::vsnprintf(line, sizeof line, format, args);
-  std::fprintf(stderr, "balance: %s\n", line);
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct tm local {};
+  localtime_r(&now.tv_sec, &local);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
+  std::fprintf(stderr, "%s.%03ld balance: %s\n", stamp, long(now.tv_nsec / 1000000), line);
 }
 
 void Log::info(const char* format, ...) {

@@ -75,7 +75,9 @@ Fd listen_tcp(const Address& address, bool v6only, int backlog, std::string* err
     setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &flag, sizeof flag);
   }
   if (bind(fd.get(), address.sa(), address.length) != 0) {
-    *err = sys_error("bind");
+    *err = address.text() + ": " + sys_error("bind");
+    if (errno == EACCES && address.port() < 1024)
+      *err += " (ports below 1024 need root or the CAP_NET_BIND_SERVICE capability)";
     return Fd();
   }
   set_nodelay(fd.get());  // inherited by accepted sockets on most systems

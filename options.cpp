@@ -7,12 +7,42 @@
 #include <cstring>
 
 const char* const kUsage =
-    "usage: balance [-46adfHMp] [-b addr] [-B addr] [-t sec] [-T sec] [-q len]\n"
-    "               [-w sec] [-r sec] [-S path] [-s [addr:]port]\n"
+    "usage: balance [-46adfFHKMp] [-b addr] [-B addr] [-G group] [-O sec] [-q len]\n"
+    "               [-r sec] [-s [addr:]port] [-S path] [-t sec] [-T sec] [-w sec]\n"
     "               port channel ... [! | % channel ...] ...\n"
-    "       balance [-b addr] [-S path] -i port\n"
-    "       balance [-b addr] [-S path] -c command port\n"
+    "       balance [-b addr] [-S path] [-t sec] -i port\n"
+    "       balance [-b addr] [-S path] [-t sec] -c command port\n"
     "       balance -h | -V\n";
+
+// One line per option, as balance 3.x's usage had them; `balance -h`
+// prints them after the synopsis.
+const char* const kOptionHelp =
+    "channel: host[:port[:maxc[:weight]]] (IPv6 in brackets); ! starts the next group,\n"
+    "         % does too and makes the group before it a hash group\n"
+    "  -4          IPv4 only\n"
+    "  -6          IPv6 only\n"
+    "  -a          a channel that fails is disabled (autodisable), not probed\n"
+    "  -b addr     listen on addr only (and name the control socket after it)\n"
+    "  -B addr     connect to back-ends from addr\n"
+    "  -c command  run control commands (separated by ; or newlines) and exit\n"
+    "  -d          log a line for every connection when it ends\n"
+    "  -f, -F      stay in the foreground, log to standard error\n"
+    "  -G group    let members of group use the control socket read-only\n"
+    "  -h          print this help and exit\n"
+    "  -H          hash failover: a busy hash channel passes its client on\n"
+    "  -i          control the running balance interactively\n"
+    "  -K          a waiting client that half-closes keeps its place (default: it leaves)\n"
+    "  -M          accepted and ignored (balance 3.x's shared memory)\n"
+    "  -O sec      new clients wait up to sec while no channel is in service (default 0)\n"
+    "  -p          print every relayed byte on standard output (implies -f)\n"
+    "  -q len      at most len clients wait for a slot (default 1024; 0 = none)\n"
+    "  -r sec      probe a down channel every sec seconds (default 5)\n"
+    "  -s [addr:]port  serve statistics over HTTP (addr default 127.0.0.1)\n"
+    "  -S path     control socket path\n"
+    "  -t sec      connect timeout (default 5); with -c and -i, the longest wait for an answer\n"
+    "  -T sec      close a relayed connection idle that long (default 0 = never)\n"
+    "  -V          print the version and exit\n"
+    "  -w sec      the longest a client waits for a slot (default 60; 0 = forever)\n";
 
 bool parse_unsigned(const std::string& text, uint64_t lo, uint64_t hi, uint64_t* value) {
   if (text.empty() || text.size() > 19) return false;
@@ -46,6 +76,24 @@ bool parse_seconds(const std::string& text, int64_t lo_ms, int64_t hi_ms, int64_
 }
 
 namespace {
+
+const char* const kPortWhy = "port must be a number from 1 to 65535 or a service name";
+
+// A port as written: a number in range, or something shaped like a
+// services(5) name (letters, digits and . _ + -, with a letter; no blank).
+// Whether such a name exists is the resolver's to say, at start-up.
+bool valid_port_text(const std::string& port) {
+  uint64_t number;
+  if (!port.empty() && port.find_first_not_of("0123456789") == std::string::npos)
+    return parse_unsigned(port, 1, 65535, &number);
+  bool letter = false;
+  for (char ch : port) {
+    bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+    letter |= alpha;
+    if (!alpha && !(ch >= '0' && ch <= '9') && std::strchr("._+-", ch) == nullptr) return false;
+  }
+  return letter && port[0] != '-';
+}
 
 const char* const kMaxcWhy = "maxc must be an integer from 0 to 1000000";
 const char* const kWeightWhy = "weight must be an integer from 1 to 1000000";
@@ -136,10 +184,8 @@ bool parse_stats(const std::string& value, Options* options, std::string* err) {
       return false;
     }
   }
-  uint64_t number;
-  bool numeric = !port.empty() && port.find_first_not_of("0123456789") == std::string::npos;
-  if (port.empty() || (numeric && !parse_unsigned(port, 1, 65535, &number))) {
-    *err = "-s " + value + ": port must be a number from 1 to 65535 or a service name";
+  if (!valid_port_text(port)) {
+    *err = "-s " + value + ": " + kPortWhy;
     return false;
   }
   options->stats_address = address.empty() ? "127.0.0.1" : address;
@@ -186,9 +232,8 @@ bool parse_channel(const std::string& text, ChannelSpec* spec, std::string* err)
     }
     spec->weight = unsigned(number);
   }
-  if (!spec->port.empty() && spec->port.find_first_not_of("0123456789") == std::string::npos &&
-      !parse_unsigned(spec->port, 1, 65535, &number)) {
-    *err = text + ": port must be a number from 1 to 65535 or a service name";
+  if (!spec->port.empty() && !valid_port_text(spec->port)) {
+    *err = text + ": " + kPortWhy;
     return false;
   }
   return true;
@@ -213,7 +258,9 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case '6': options->ipv6_only = true; break;
         case 'a': options->pool.autodisable = true; break;
         case 'd': options->debug = true; break;
-        case 'f': options->foreground = true; break;
+        case 'f':
+        case 'F': options->foreground = true; break;  // 3.42 lists both
+        case 'K': options->keep_half_closed = true; break;
         case 'H': options->pool.hash_failover = true; break;
         case 'M': break;  // balance's memory-mapped IPC; nothing is shared here
         case 'p': options->packet_dump = true; break;
@@ -222,14 +269,22 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'V': options->mode = Mode::Version; return true;
         case 'b':
         case 'B':
+        case 'G':
         case 'S':
           if (!take_value(args, &i, &pos, flag, &value, err)) return false;
           if (value.empty()) {
             *err = std::string("-") + flag + ": empty argument";
             return false;
           }
-          (flag == 'b' ? options->bind_address
-                       : flag == 'B' ? options->source_address : options->socket_path) = value;
+          // An IPv6 literal may come in brackets, as in channels and -s;
+          // the control socket is named after the address without them.
+          if ((flag == 'b' || flag == 'B') && value.size() > 2 && value.front() == '[' &&
+              value.back() == ']')
+            value = value.substr(1, value.size() - 2);
+          (flag == 'b'   ? options->bind_address
+           : flag == 'B' ? options->source_address
+           : flag == 'G' ? options->monitor_group
+                         : options->socket_path) = value;
           break;
         case 'c':
           if (!take_value(args, &i, &pos, flag, &options->command, err)) return false;
@@ -239,6 +294,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
           if (!take_value(args, &i, &pos, flag, &value, err) ||
               !set_seconds(flag, value, 1, options, &options->connect_timeout_ms, err))
             return false;
+          options->timeout_given = true;
           break;
         case 'r':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
@@ -253,6 +309,11 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'w':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
               !set_seconds(flag, value, 0, options, &options->pool.queue_wait_ms, err))
+            return false;
+          break;
+        case 'O':
+          if (!take_value(args, &i, &pos, flag, &value, err) ||
+              !set_seconds(flag, value, 0, options, &options->pool.outage_wait_ms, err))
             return false;
           break;
         case 'q':
@@ -288,10 +349,8 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
     return false;
   }
   options->port = args[i++];
-  uint64_t number;
-  bool numeric = options->port.find_first_not_of("0123456789") == std::string::npos;
-  if (options->port.empty() || (numeric && !parse_unsigned(options->port, 1, 65535, &number))) {
-    *err = options->port + ": port must be a number from 1 to 65535 or a service name";
+  if (!valid_port_text(options->port)) {
+    *err = options->port + ": " + kPortWhy;
     return false;
   }
   if (interactive || command) {
@@ -306,7 +365,9 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
   for (; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "!" || arg == "%") {
-      if (options->groups.back().channels.empty()) {
+      // "!" at the end would open an empty last group: refused like a
+      // leading one. A final "%" types the last group (balance 3.x).
+      if (options->groups.back().channels.empty() || (arg == "!" && i + 1 == args.size())) {
         *err = arg + ": empty group";
         return false;
       }

@@ -32,12 +32,15 @@ struct Options {
   bool debug = false;            // -d
   bool foreground = false;       // -f
   bool packet_dump = false;      // -p
+  bool keep_half_closed = false; // -K: a waiting client's EOF is not abandonment
   PoolOptions pool;              // -a, -H, -q, -w, -r
   std::string bind_address;      // -b, empty = every address
   std::string source_address;    // -B
   int64_t connect_timeout_ms = 5000;  // -t
   int64_t idle_timeout_ms = 0;        // -T, 0 = none
   std::string socket_path;            // -S, empty = derived
+  std::string monitor_group;          // -G: read-only control access
+  bool timeout_given = false;         // -t was given (the client's default differs)
   std::string stats_address;          // -s addr part (default 127.0.0.1)
   std::string stats_port;             // -s port part, empty = no listener
   std::string command;                // -c
@@ -45,7 +48,8 @@ struct Options {
   std::vector<GroupSpec> groups;
 };
 
-extern const char* const kUsage;
+extern const char* const kUsage;       // the SYNOPSIS of balance.1
+extern const char* const kOptionHelp;  // one line per option, after it
 
 // Parses argv[1..]. Returns false with *err = "<argument>: <why>".
 bool parse_options(const std::vector<std::string>& args, Options* options, std::string* err);

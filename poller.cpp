@@ -57,6 +57,9 @@ class PollPoller final : public Poller {
     }
     short events = 0;
     if (interest & kReadable) events |= POLLIN;
+#ifdef POLLRDHUP
+    if (interest & kHangup) events |= POLLRDHUP;  // Linux: the peer shut down its sending side
+#endif
     if (interest & kWritable) events |= POLLOUT;
     fds_[size_t(slot.index)].events = events;
   }
@@ -87,6 +90,9 @@ class PollPoller final : public Poller {
       if (p.revents & POLLIN) events |= kReadable;
       if (p.revents & POLLOUT) events |= kWritable;
       if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) events |= kHangup;
+#ifdef POLLRDHUP
+      if (p.revents & POLLRDHUP) events |= kHangup;
+#endif
       ready->push_back(ReadyEvent{p.fd, events, slots_[size_t(p.fd)].watcher});
     }
     return true;
@@ -118,6 +124,7 @@ class EpollPoller final : public Poller {
     }
     epoll_event event{};
     if (interest & kReadable) event.events |= EPOLLIN;
+    if (interest & kHangup) event.events |= EPOLLRDHUP;  // the peer shut down its sending side
     if (interest & kWritable) event.events |= EPOLLOUT;
     event.data.fd = fd;
     if (epoll_ctl(epfd_, slot.interest ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event) != 0 &&
@@ -141,7 +148,7 @@ class EpollPoller final : public Poller {
       unsigned events = 0;
       if (e.events & EPOLLIN) events |= kReadable;
       if (e.events & EPOLLOUT) events |= kWritable;
-      if (e.events & (EPOLLHUP | EPOLLERR)) events |= kHangup;
+      if (e.events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) events |= kHangup;
       ready->push_back(ReadyEvent{e.data.fd, events, slots_[size_t(e.data.fd)].watcher});
     }
     return true;

@@ -6,7 +6,9 @@
 //
 // Interest is a set of bits; an fd watched with no bits is not watched at
 // all (so a hung-up socket nobody reads cannot spin the loop), and one
-// watched with kHangup alone reports only errors and hang-ups.
+// watched with kHangup alone reports only errors and hang-ups, including,
+// where the system tells (epoll, Linux poll), a peer that shut down its
+// sending side while data it sent is still unread.
 #ifndef BALANCE_POLLER_HPP
 #define BALANCE_POLLER_HPP
 

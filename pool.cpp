@@ -368,26 +368,62 @@ int64_t Pool::next_probe_ms() const {
 
 // ---------------------------------------------------------------- queue
 
-uint64_t Pool::enqueue(void* owner, const std::string& key, int64_t now_ms) {
-  if (queue_.size() >= options_.queue_limit) {
-    ++dropped_;
-    return 0;
+void WaitStats::record(int64_t waited_ms) {
+  ++count;
+  total_ms += uint64_t(std::max<int64_t>(waited_ms, 0));
+  max_ms = std::max(max_ms, waited_ms);
+}
+
+WaitStats Pool::waits() const {
+  WaitStats both = waits_[0];
+  both.count += waits_[1].count;
+  both.total_ms += waits_[1].total_ms;
+  both.max_ms = std::max(both.max_ms, waits_[1].max_ms);
+  return both;
+}
+
+Admission Pool::enqueue(const Waiter& waiter, int64_t now_ms, uint64_t* ticket) {
+  int64_t wait_ms = options_.queue_wait_ms > 0 ? options_.queue_wait_ms : INT64_MAX;
+  if (in_service_ == 0) {
+    // Nothing can take this client soon: close it at once (so a distcc
+    // client compiles locally) unless -O says to wait out an outage.
+    if (options_.outage_wait_ms <= 0) {
+      ++refused_;
+      return Admission::NothingInService;
+    }
+    wait_ms = std::min(wait_ms, options_.outage_wait_ms);
   }
-  uint64_t ticket = next_ticket_++;
-  queue_.emplace_hint(queue_.end(), ticket, Waiter{owner, key, now_ms});
-  queue_high_water_ = std::max(queue_high_water_, queue_.size());
+  if (queue_length() >= options_.queue_limit) {
+    ++dropped_;
+    return Admission::Full;
+  }
+  *ticket = next_ticket_++;
+  Waiter& queued = queue_[waiter.priority ? 1 : 0].emplace_hint(queue_[waiter.priority ? 1 : 0].end(),
+                                                                *ticket, waiter)->second;
+  queued.since_ms = now_ms;
+  queued.deadline_ms = wait_ms == INT64_MAX ? INT64_MAX : now_ms + wait_ms;
+  if (queued.deadline_ms != INT64_MAX) deadlines_.insert({queued.deadline_ms, *ticket});
+  queue_high_water_ = std::max(queue_high_water_, queue_length());
   // In a pool with hash groups a newcomer may be servable where the
   // waiters before it are not.
   serve_due_ = true;
-  return ticket;
+  return Admission::Queued;
+}
+
+void Pool::take_waiter(int cls, WaitQueue::iterator it) {
+  if (it->second.deadline_ms != INT64_MAX) deadlines_.erase({it->second.deadline_ms, it->first});
+  queue_[cls].erase(it);
 }
 
 int64_t Pool::leave_queue(uint64_t ticket, int64_t now_ms) {
-  auto it = queue_.find(ticket);
-  if (it == queue_.end()) return 0;
-  int64_t waited = now_ms - it->second.since_ms;
-  queue_.erase(it);
-  return waited;
+  for (int cls = 0; cls < 2; ++cls) {
+    auto it = queue_[cls].find(ticket);
+    if (it == queue_[cls].end()) continue;
+    int64_t waited = now_ms - it->second.since_ms;
+    take_waiter(cls, it);
+    return waited;
+  }
+  return 0;
 }
 
 bool Pool::has_hash_group() const {
@@ -396,43 +432,66 @@ bool Pool::has_hash_group() const {
   return false;
 }
 
-std::vector<std::pair<Waiter, Channel*>> Pool::serve_queue() {
+int Pool::next_class() const {
+  if (queue_[1].empty()) return 0;
+  if (queue_[0].empty()) return 1;
+  // Every relief_every-th client served comes from the others.
+  return priority_streak_ + 1 >= std::max(options_.relief_every, 1u) ? 0 : 1;
+}
+
+std::vector<std::pair<Waiter, Channel*>> Pool::serve_queue(int64_t now_ms) {
   std::vector<std::pair<Waiter, Channel*>> served;
-  // In round-robin-only pools every waiter competes for the same slots, so
-  // when the head cannot be served nobody can; hash groups differ by client.
-  bool per_client = has_hash_group();
-  for (auto it = queue_.begin(); it != queue_.end();) {
+  if (has_hash_group()) {
+    // Hash groups differ by client: a waiter whose channel is busy is
+    // passed by later ones whose channel is free, in service order.
+    for (int cls : {1, 0})
+      for (auto it = queue_[cls].begin(); it != queue_[cls].end();) {
+        Channel* channel = select(it->second.key);
+        if (!channel) {
+          ++it;
+          continue;
+        }
+        acquire(*channel);
+        waits_[cls].record(now_ms - it->second.since_ms);
+        served.emplace_back(it->second, channel);
+        auto next = std::next(it);
+        take_waiter(cls, it);
+        it = next;
+      }
+    return served;
+  }
+  // Round-robin groups only: every waiter competes for the same slots, so
+  // when the next one in service order cannot be served nobody can.
+  while (queue_length() > 0) {
+    int cls = next_class();
+    auto it = queue_[cls].begin();
     Channel* channel = select(it->second.key);
-    if (!channel) {
-      if (!per_client) break;
-      ++it;
-      continue;
-    }
+    if (!channel) break;
     acquire(*channel);
+    priority_streak_ = cls == 1 ? priority_streak_ + 1 : 0;
+    waits_[cls].record(now_ms - it->second.since_ms);
     served.emplace_back(it->second, channel);
-    it = queue_.erase(it);
+    take_waiter(cls, it);
   }
   return served;
 }
 
 std::vector<void*> Pool::expire_waiters(int64_t now_ms) {
   std::vector<void*> expired;
-  if (options_.queue_wait_ms <= 0) return expired;
-  while (!queue_.empty() && queue_.begin()->second.since_ms + options_.queue_wait_ms <= now_ms) {
-    expired.push_back(queue_.begin()->second.owner);
-    queue_.erase(queue_.begin());
-    ++dropped_;
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now_ms) {
+    uint64_t ticket = deadlines_.begin()->second;
+    for (int cls = 0; cls < 2; ++cls) {
+      auto it = queue_[cls].find(ticket);
+      if (it == queue_[cls].end()) continue;
+      expired.push_back(it->second.owner);
+      take_waiter(cls, it);
+      ++dropped_;
+      break;
+    }
   }
   return expired;
 }
 
 int64_t Pool::next_queue_deadline_ms() const {
-  if (queue_.empty() || options_.queue_wait_ms <= 0) return -1;
-  return queue_.begin()->second.since_ms + options_.queue_wait_ms;
-}
-
-void Pool::record_wait(int64_t waited_ms) {
-  ++waited_;
-  wait_total_ms_ += uint64_t(std::max<int64_t>(waited_ms, 0));
-  wait_max_ms_ = std::max(wait_max_ms_, waited_ms);
+  return deadlines_.empty() ? -1 : deadlines_.begin()->first;
 }

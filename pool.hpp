@@ -140,13 +140,27 @@ class Group {
 // A client waiting for a free slot. `owner` is the caller's handle.
 struct Waiter {
   void* owner = nullptr;
-  std::string key;        // client address key, for hash groups
+  std::string key;        // client address key (Address::host_key), for hash groups
+  int port = 0;           // client port, for the listing
+  bool priority = false;  // a priority client (served before the others)
   int64_t since_ms = 0;
+  int64_t deadline_ms = 0;  // closed when still waiting then; INT64_MAX = never
 };
-// Waiters by ticket: tickets rise, so the map is in arrival order, and a
-// listing can resume after the last ticket it showed however the queue
-// changed meanwhile.
+// Waiters of one class by ticket: tickets rise, so the map is in arrival
+// order, and a listing can resume after the last ticket it showed however
+// the queue changed meanwhile.
 using WaitQueue = std::map<uint64_t, Waiter>;
+
+// Clients served after waiting, and how long they waited.
+struct WaitStats {
+  uint64_t count = 0;
+  uint64_t total_ms = 0;
+  int64_t max_ms = 0;
+  void record(int64_t waited_ms);
+  double mean_seconds() const { return count ? double(total_ms) / 1000.0 / double(count) : 0.0; }
+};
+
+enum class Admission { Queued, Full, NothingInService };
 
 constexpr unsigned kMaxMaxc = 1000000;
 constexpr unsigned kMaxWeight = 1000000;
@@ -163,6 +177,12 @@ struct PoolOptions {
   bool autodisable = false;    // -a
   size_t queue_limit = 1024;   // -q
   int64_t queue_wait_ms = 60000;  // -w, 0 = forever
+  // -O: how long a new client may wait while no channel is in service
+  // (0: it is closed at once, as balance 3.x did).
+  int64_t outage_wait_ms = 0;
+  // With priority clients waiting, at least one client in this many
+  // served comes from the others while they wait (no starvation).
+  unsigned relief_every = 5;
   int64_t retry_ms = 5000;     // -r
 };
 
@@ -230,33 +250,35 @@ class Pool {
   // Earliest time any down channel needs a probe, or -1.
   int64_t next_probe_ms() const;
 
-  // ---- the wait queue
-  const WaitQueue& queue() const { return queue_; }
-  // Appends a waiter and returns its ticket, or 0 (and counts a drop)
-  // when the queue is full.
-  uint64_t enqueue(void* owner, const std::string& key, int64_t now_ms);
+  // ---- the wait queue: two FIFO classes, priority clients first
+  // Waiters of a class, in arrival order.
+  const WaitQueue& waiters(bool priority) const { return queue_[priority ? 1 : 0]; }
+  size_t queue_length() const { return queue_[0].size() + queue_[1].size(); }
+  // Queues a client that nothing can take now, with its wait limit (-w,
+  // or -O while no channel is in service), and sets *ticket. Full: the
+  // queue is (counted as dropped); NothingInService: no channel is
+  // enabled and up and -O is 0 (counted as refused).
+  Admission enqueue(const Waiter& waiter, int64_t now_ms, uint64_t* ticket);
   // A waiter gives up; returns how long it waited.
   int64_t leave_queue(uint64_t ticket, int64_t now_ms);
-  // Waiters that can be served now, in FIFO order, each with its channel
-  // already acquired; they are removed from the queue.
-  std::vector<std::pair<Waiter, Channel*>> serve_queue();
-  // Removes waiters whose wait limit has passed; returns their owners.
+  // Waiters that can be served now, in service order, each with its
+  // channel already acquired and its wait recorded; they leave the queue.
+  std::vector<std::pair<Waiter, Channel*>> serve_queue(int64_t now_ms);
+  // Removes waiters whose deadline has passed (counted as dropped);
+  // returns their owners.
   std::vector<void*> expire_waiters(int64_t now_ms);
-  // Deadline of the oldest waiter, or -1.
+  // The earliest waiter deadline, or -1.
   int64_t next_queue_deadline_ms() const;
-  void count_drop() { ++dropped_; }
   // True once after anything that may have freed a slot (a release, an
   // enable, maxc or weight raised, a channel up...): the caller serves
   // the queue then.
   bool take_serve_due();
 
   size_t queue_high_water() const { return queue_high_water_; }
-  uint64_t dropped() const { return dropped_; }
-  uint64_t waited() const { return waited_; }
-  uint64_t wait_total_ms() const { return wait_total_ms_; }
-  int64_t wait_max_ms() const { return wait_max_ms_; }
-  // Records how long a served waiter waited.
-  void record_wait(int64_t waited_ms);
+  uint64_t dropped() const { return dropped_; }    // queue full or wait limit
+  uint64_t refused() const { return refused_; }    // nothing in service
+  const WaitStats& waits(bool priority) const { return waits_[priority ? 1 : 0]; }
+  WaitStats waits() const;  // both classes
 
  private:
   Channel* select_in(Group& group, const std::string& key);
@@ -269,6 +291,9 @@ class Pool {
   void hash_order_changed(Group& group);
   void free_if_retired(Channel& channel);
   bool has_hash_group() const;
+  // The class whose head is served next (relief for the others).
+  int next_class() const;
+  void take_waiter(int cls, WaitQueue::iterator it);
 
   PoolOptions options_;
   std::vector<std::unique_ptr<Group>> groups_;
@@ -278,13 +303,14 @@ class Pool {
   std::set<std::pair<int64_t, uint64_t>> probe_schedule_;  // (when, id)
   size_t in_service_ = 0;
   bool serve_due_ = false;
-  WaitQueue queue_;
+  WaitQueue queue_[2];  // [0] the others, [1] priority clients
+  std::set<std::pair<int64_t, uint64_t>> deadlines_;  // (deadline, ticket)
   uint64_t next_ticket_ = 1;
+  unsigned priority_streak_ = 0;  // priority clients served since another
   size_t queue_high_water_ = 0;
   uint64_t dropped_ = 0;
-  uint64_t waited_ = 0;
-  uint64_t wait_total_ms_ = 0;
-  int64_t wait_max_ms_ = 0;
+  uint64_t refused_ = 0;
+  WaitStats waits_[2];
 };
 
 #endif

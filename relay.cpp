@@ -70,7 +70,6 @@ struct Connection final : Watcher {
   std::string key;  // client host key for hash groups
   Channel* channel = nullptr;
   uint64_t ticket = 0;       // its place in the pool's wait queue, 0 = none
-  bool peeked_data = false;  // a waiting client has sent data already
   std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
   std::list<Connection*>::iterator timer_it;
   int64_t accepted_ms = 0, connect_ms = 0, relay_ms = 0, active_ms = 0;
@@ -142,6 +141,13 @@ void PipePool::give(Pipe pipe) {
 // last free descriptor can still open its back-end socket.
 Fd open_reserve() { return Fd(open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
+bool loops_back(const State& state, const Address& address, std::string* err) {
+  if (!reaches_listener(address, state.listen_address, state.options.ipv6_only)) return false;
+  *err = address.text() + " is balance's own listening address; the channel would loop "
+         "back to balance (give the back-end's own host or port)";
+  return true;
+}
+
 std::string channel_name(const Channel& channel) {
   return std::to_string(channel.group()) + ":" + std::to_string(channel.number()) + " " +
          channel.config().address.text();
@@ -160,9 +166,10 @@ void Connection::update_interest() {
   if (state == ConnState::Closed) return;
   unsigned want = 0;
   if (state == ConnState::Waiting) {
-    // Watch for a hang-up without reading: once the client has sent data
-    // only errors can be seen without taking that data.
-    want = peeked_data ? kHangup : kReadable;
+    // A waiting client's bytes are read into its buffer (they go to the
+    // back-end once it has one); once the buffer is full only its leaving
+    // is watched for. A half-closed client kept by -K is not watched.
+    if (!client.read_eof) want = client.has_room() ? kReadable : kHangup;
   } else {
     if (!client.read_eof && client.has_room()) want |= kReadable;
     if (state == ConnState::Relaying && backend.pending()) want |= kWritable;
@@ -184,20 +191,23 @@ void Connection::on_ready(int fd, unsigned events) {
   bool is_client = fd == client.fd.get();
   if (!is_client && fd != backend.fd.get()) return;  // stale event
   switch (state) {
-    case ConnState::Waiting: {
-      // A reset, or EOF before any request: the client has given up.
-      char byte;
-      ssize_t n = (events & kHangup) ? -1 : recv(fd, &byte, 1, MSG_PEEK);
-      if (n > 0) {
-        peeked_data = true;
-      } else if (n == 0 || (events & kHangup) ||
-                 !would_block(errno)) {
+    case ConnState::Waiting:
+      if (!is_client) return;
+      if (!client.read_eof && client.has_room()) {
+        if (!pump(client, backend, true)) return;  // a reset: it has left
+        client.bulk = false;  // a waiting client's bytes stay in its buffer
+      } else if (events & kHangup) {
+        client.read_eof = true;  // gone, though its buffer was full
+      }
+      // EOF from a waiting client, even after a request, is abandonment
+      // (HAProxy's abortonclose): nothing is sent on its behalf. -K keeps
+      // it waiting, half-closed, as before.
+      if (client.read_eof && !proxy.state().options.keep_half_closed) {
         end_reason = "left the queue";
         close_sides(false);
         return;
       }
       break;
-    }
     case ConnState::Connecting:
       if (!is_client) {
         // On Linux a failed connect always shows as a hang-up, so a plain
@@ -446,7 +456,7 @@ bool Proxy::listen(std::string* err) {
       listener = listen_tcp(address, false, 1024, &why);
   }
   if (!listener) {
-    *err = options.port + ": " + why;
+    *err = why;
     return false;
   }
   state_.listen_text = address.text();
@@ -474,24 +484,31 @@ void Proxy::dispatch(Connection& c) {
   Pool& pool = state_.pool;
   // First come, first served: nobody passes a client that waits already
   // (serve_queue() decides who goes first).
-  Channel* channel = pool.queue().empty() ? pool.select(c.key) : nullptr;
+  Channel* channel = pool.queue_length() == 0 ? pool.select(c.key) : nullptr;
   if (channel) {
     pool.acquire(*channel);
     connect_to(c, *channel);
     return;
   }
-  c.ticket = pool.enqueue(&c, c.key, state_.now_ms);
-  if (!c.ticket) {
-    log_drop("queue full");
-    c.end_reason = "queue full";
-    c.close_sides(false);
-    return;
+  Waiter waiter;
+  waiter.owner = &c;
+  waiter.key = c.key;
+  waiter.port = c.peer.port();
+  switch (pool.enqueue(waiter, state_.now_ms, &c.ticket)) {
+    case Admission::Queued:
+      c.state = ConnState::Waiting;
+      c.update_interest();
+      return;
+    case Admission::Full:
+      log_drop(drop_full_, "queue full");
+      c.end_reason = "queue full";
+      break;
+    case Admission::NothingInService:
+      log_drop(drop_refused_, "no channel in service");
+      c.end_reason = "no channel in service";
+      break;
   }
-  c.state = ConnState::Waiting;
-  // Data or EOF already taken from the client (during a failed connect)
-  // means it asked for something: only a reset shows it has gone.
-  c.peeked_data = c.client.pending() > 0 || c.client.read_eof;
-  c.update_interest();
+  c.close_sides(false);
 }
 
 // -B applies to back-ends of its own address family, probes included, so
@@ -596,22 +613,21 @@ void Proxy::finished(Connection& c) {
   closed_.push_back(&c);
 }
 
-void Proxy::log_drop(const char* why) {
-  // At most one line every ten seconds, however many clients are dropped.
-  ++drops_since_log_;
-  if (state_.now_ms - last_drop_log_ms_ < 10000) return;
-  state_.log.warning("%s: %llu client(s) closed", why, (unsigned long long)drops_since_log_);
-  drops_since_log_ = 0;
-  last_drop_log_ms_ = state_.now_ms;
+void Proxy::log_drop(DropLog& log, const char* why) {
+  // At most one line every ten seconds per reason, however many clients
+  // are closed.
+  ++log.since_log;
+  if (state_.now_ms - log.last_ms < 10000) return;
+  state_.log.warning("%s: %llu client(s) closed", why, (unsigned long long)log.since_log);
+  log.since_log = 0;
+  log.last_ms = state_.now_ms;
 }
 
 void Proxy::serve_queue() {
-  Pool& pool = state_.pool;
-  for (auto& [waiter, channel] : pool.serve_queue()) {
+  for (auto& [waiter, channel] : state_.pool.serve_queue(state_.now_ms)) {
     Connection& c = *static_cast<Connection*>(waiter.owner);
     c.ticket = 0;
     c.waited_ms = state_.now_ms - waiter.since_ms;
-    pool.record_wait(c.waited_ms);
     connect_to(c, *channel);
   }
 }
@@ -621,8 +637,8 @@ void Proxy::expire() {
   for (void* owner : state_.pool.expire_waiters(now)) {
     Connection& c = *static_cast<Connection*>(owner);
     c.ticket = 0;
-    c.waited_ms = state_.pool.options().queue_wait_ms;
-    log_drop("queue wait limit reached");
+    c.waited_ms = now - c.accepted_ms;
+    log_drop(drop_wait_, "queue wait limit reached");
     c.end_reason = "queue wait limit";
     c.close_sides(false);
   }
@@ -703,7 +719,7 @@ void Proxy::tick() {
   expire();
   start_probes();
   acceptor_.tick();
-  if (state_.pool.take_serve_due() && !state_.pool.queue().empty()) serve_queue();
+  if (state_.pool.take_serve_due() && state_.pool.queue_length() > 0) serve_queue();
   free_closed();
 }
 

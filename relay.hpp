@@ -75,7 +75,12 @@ class Proxy {
   void expire();
   void start_probes();
   void free_closed();
-  void log_drop(const char* why);
+  // Clients closed for one reason, logged at most every ten seconds.
+  struct DropLog {
+    int64_t last_ms = -1000000;
+    uint64_t since_log = 0;
+  };
+  void log_drop(DropLog& log, const char* why);
 
   State& state_;
   Acceptor acceptor_;
@@ -90,8 +95,7 @@ class Proxy {
   std::list<Connection*> connecting_;
   std::list<Connection*> idle_;
   uint64_t next_id_ = 1;
-  int64_t last_drop_log_ms_ = -1000000;
-  uint64_t drops_since_log_ = 0;
+  DropLog drop_full_, drop_wait_, drop_refused_;
 };
 
 #endif

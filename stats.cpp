@@ -9,6 +9,7 @@
 // buffer holds text of unbounded length.
 #include "stats.hpp"
 
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,9 +55,6 @@ std::string fixed3(double value) {
   return text;
 }
 
-double mean_wait_seconds(const Pool& pool) {
-  return pool.waited() ? seconds(int64_t(pool.wait_total_ms())) / double(pool.waited()) : 0.0;
-}
 
 // ---------------------------------------------------------------- the field table
 
@@ -169,23 +167,27 @@ struct QueueField {
 
 const QueueField kQueueFields[] = {
     {"length", "length", "gauge", "Clients waiting for a free slot.",
-     [](const Pool& p, Value* v) { v->set_count(p.queue().size()); }},
+     [](const Pool& p, Value* v) { v->set_count(p.queue_length()); }},
     {"high_water", "high_water", "gauge", "Most clients ever waiting at once.",
      [](const Pool& p, Value* v) { v->set_count(p.queue_high_water()); }},
     {"limit", nullptr, nullptr, nullptr,
      [](const Pool& p, Value* v) { v->set_count(p.options().queue_limit); }},
     {"wait_limit_s", nullptr, nullptr, nullptr,
      [](const Pool& p, Value* v) { v->set_seconds(seconds(p.options().queue_wait_ms)); }},
-    {"dropped", "dropped_total", "counter", "Clients closed by the queue limits.",
+    {"outage_wait_s", nullptr, nullptr, nullptr,
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(p.options().outage_wait_ms)); }},
+    {"dropped", "dropped_total", "counter", "Clients closed by the queue limits (-q, -w).",
      [](const Pool& p, Value* v) { v->set_count(p.dropped()); }},
+    {"refused", "refused_total", "counter", "Clients closed at once: no channel in service.",
+     [](const Pool& p, Value* v) { v->set_count(p.refused()); }},
     {"waited", "waited_total", "counter", "Clients served after waiting.",
-     [](const Pool& p, Value* v) { v->set_count(p.waited()); }},
+     [](const Pool& p, Value* v) { v->set_count(p.waits().count); }},
     {"wait_seconds_total", "wait_seconds_total", "counter", "Summed wait of served clients.",
-     [](const Pool& p, Value* v) { v->set_seconds(seconds(int64_t(p.wait_total_ms()))); }},
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(int64_t(p.waits().total_ms))); }},
     {"wait_mean_s", nullptr, nullptr, nullptr,
-     [](const Pool& p, Value* v) { v->set_seconds(mean_wait_seconds(p)); }},
+     [](const Pool& p, Value* v) { v->set_seconds(p.waits().mean_seconds()); }},
     {"wait_max_s", nullptr, nullptr, nullptr,
-     [](const Pool& p, Value* v) { v->set_seconds(seconds(p.wait_max_ms())); }},
+     [](const Pool& p, Value* v) { v->set_seconds(seconds(p.waits().max_ms)); }},
 };
 
 // ---------------------------------------------------------------- cursor
@@ -287,12 +289,32 @@ void pad(std::string* out, const std::string& text, int width) {
 
 // The queue lines that end `show` in every text form.
 std::string queue_lines(const Pool& pool) {
-  return "\nqueue: " + std::to_string(pool.queue().size()) + " waiting, high-water " +
+  WaitStats waits = pool.waits();
+  return "\nqueue: " + std::to_string(pool.queue_length()) + " waiting, high-water " +
          std::to_string(pool.queue_high_water()) + ", limit " +
          std::to_string(pool.options().queue_limit) + ", wait limit " +
          fixed3(seconds(pool.options().queue_wait_ms)) + " s; " + std::to_string(pool.dropped()) +
-         " dropped\nwaited: " + std::to_string(pool.waited()) + " clients, mean " +
-         fixed3(mean_wait_seconds(pool)) + " s, max " + fixed3(seconds(pool.wait_max_ms())) + " s";
+         " dropped, " + std::to_string(pool.refused()) + " refused\nwaited: " +
+         std::to_string(waits.count) + " clients, mean " + fixed3(waits.mean_seconds()) +
+         " s, max " + fixed3(seconds(waits.max_ms)) + " s";
+}
+
+// "192.0.2.7:51234" or "[2001:db8::7]:51234" from a waiter's key and port.
+std::string client_text(const Waiter& waiter) {
+  Address address;
+  if (waiter.key.size() == 4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&address.storage);
+    in->sin_family = AF_INET;
+    std::memcpy(&in->sin_addr, waiter.key.data(), 4);
+  } else if (waiter.key.size() == 16) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
+    in6->sin6_family = AF_INET6;
+    std::memcpy(&in6->sin6_addr, waiter.key.data(), 16);
+  } else {
+    return "?";
+  }
+  address.set_port(waiter.port);
+  return address.text();
 }
 
 class TableShow final : public ChannelWalk {
@@ -426,26 +448,34 @@ class JsonShow final : public ChannelWalk {
   bool first_channel_ = true;
 };
 
+// The waiting clients in service order: priority clients first, each
+// class oldest first. The cursor is (class, last ticket shown).
 class QueueShow final : public Producer {
  public:
   explicit QueueShow(const State& state) : state_(state) {}
   bool produce(std::string* out) override {
     const Pool& pool = state_.pool;
-    const WaitQueue& queue = pool.queue();
     if (!started_) {
       started_ = true;
-      *out += std::to_string(queue.size()) + " waiting (high-water " +
+      *out += std::to_string(pool.queue_length()) + " waiting (high-water " +
               std::to_string(pool.queue_high_water()) + ", limit " +
               std::to_string(pool.options().queue_limit) + ")";
     }
-    auto it = queue.upper_bound(last_ticket_);
-    for (int done = 0; done < kChannelsPerPiece; ++done, ++it) {
-      if (it == queue.end()) return false;
+    for (int done = 0; done < kChannelsPerPiece; ++done) {
+      const WaitQueue& queue = pool.waiters(priority_);
+      auto it = queue.upper_bound(last_ticket_);
+      if (it == queue.end()) {
+        if (!priority_) return false;
+        priority_ = false;  // the priority class is done: the others
+        last_ticket_ = 0;
+        continue;
+      }
       last_ticket_ = it->first;
-      std::string position = std::to_string(position_++);
+      const Waiter& waiter = it->second;
       *out += '\n';
-      pad(out, position, 5);
-      *out += " waiting " + fixed3(seconds(state_.now_ms - it->second.since_ms)) + " s";
+      pad(out, std::to_string(position_++), 5);
+      *out += " waiting " + fixed3(seconds(state_.now_ms - waiter.since_ms)) + " s " +
+              (waiter.priority ? "priority " : "normal ") + client_text(waiter);
     }
     return true;
   }
@@ -453,6 +483,7 @@ class QueueShow final : public Producer {
  private:
   const State& state_;
   bool started_ = false;
+  bool priority_ = true;
   uint64_t last_ticket_ = 0;
   size_t position_ = 0;
 };

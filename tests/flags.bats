@@ -26,7 +26,7 @@ load test_helper
   start_server echo echo
   start_balance -d -- "127.0.0.1:$(port_of echo)"
   run -0 client -n 1000 -x
-  wait_for 5 grep -q "^balance: connection 1 from 127.0.0.1:" "$T/balance.err"
+  wait_for 5 grep -Eq "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}\.[0-9]{3} balance: connection 1 from 127.0.0.1:" "$T/balance.err"
   grep -q "to 0:0 127.0.0.1:$(port_of echo): closed; sent 1000, received 1000 bytes" "$T/balance.err"
 }
 
