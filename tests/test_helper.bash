@@ -6,7 +6,8 @@
 #
 # BALANCE, HELPER and CTLTOOL may be set by the caller (make check does); by
 # default they are the balance binary at the top of the repo and
-# tests/build/helper and tests/build/ctltool.
+# tests/build/helper (every fake back-end and client, see tests/helper.cpp)
+# and tests/build/ctltool.
 
 bats_require_minimum_version 1.5.0
 
@@ -80,13 +81,14 @@ pid_of() { cat "$T/$1.pid"; }
 # and return its exit status.
 finish() { wait "$(pid_of "$1")"; }
 
-# start_server NAME MODE [OPTIONS]: a helper server on an ephemeral port of
-# $SERVER_ADDR (default 127.0.0.1); port_of NAME gives the port.
+# start_server NAME MODE [OPTIONS]: a helper server named NAME on an
+# ephemeral port of $SERVER_ADDR (default 127.0.0.1), or -p PORT; port_of
+# NAME gives the port.
 start_server() {
   local name=$1 mode=$2
   shift 2
-  spawn "$name" "$HELPER" "$mode" -b "${SERVER_ADDR:-127.0.0.1}" -P "$T/$name.port" -L 120 "$@"
-  wait_for 5 test -s "$T/$name.port"
+  spawn "$name" "$HELPER" "$mode" -N "$name" -b "${SERVER_ADDR:-127.0.0.1}" -P "$T/$name.port" -L 120 "$@"
+  wait_for 5 test -s "$T/$name.port" || { cat "$T/$name.err" >&2; return 1; }
 }
 
 port_of() { cat "$T/$1.port"; }
@@ -96,7 +98,7 @@ port_of() { cat "$T/$1.port"; }
 start_hold() {
   local name=$1
   shift
-  start_server "$name" hold -N "$name" -m "$T/$name.state" -o "$T/$name.log" "$@"
+  start_server "$name" hold -m "$T/$name.state" -o "$T/$name.log" "$@"
 }
 
 # cur_of / max_of / total_of NAME: fields of a hold server's state.
@@ -182,3 +184,4 @@ tools_for_others() {
   fi
   chmod 755 "$dir"/*
 }
+

@@ -1,10 +1,14 @@
-// testnet.hpp: what the test tools (helper, hostile, ctltool) share: dying
-// with a message, the clock, strict option parsing, files that appear whole,
-// splitmix64, and non-blocking TCP sockets with bounded waits.
+// testnet.hpp: what the test and bench tools (helper, ctltool, loadgen,
+// farm) share: dying with a message, the clock, strict option parsing, files
+// that appear whole, splitmix64 and the position-addressed byte streams made
+// from it, an owning descriptor, and non-blocking TCP sockets with bounded
+// waits.
 //
 // Header-only (inline functions), POSIX and the C++17 standard library only.
 // A tool sets g_tool and g_cmd at the top of main(): die() prefixes its
-// message with "TOOL CMD: ".
+// message with "TOOL CMD: ". Every failure a tool reports goes to stderr and
+// names what failed and why (the errno text), so that it shows in a test's
+// output.
 
 #ifndef BALANCE_TESTS_TESTNET_HPP
 #define BALANCE_TESTS_TESTNET_HPP
@@ -14,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace testnet {
 
@@ -42,6 +48,43 @@ inline const char* g_cmd = "test";   // its sub-command
   va_end(ap);
   std::exit(1);
 }
+
+// printf into a std::string (messages and report lines; short ones).
+inline std::string fmt(const char* f, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+// The errno text of err, for messages.
+inline const char* why(int err) { return std::strerror(err); }
+
+// An owned descriptor, closed when it goes.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 inline double now() {
   timespec ts;
@@ -63,6 +106,18 @@ inline uint64_t parse_u64(const char* s, const char* what) {
   unsigned long long v = std::strtoull(s, &end, 10);
   if (errno != 0 || *end != '\0') die("%s: not a number: %s", what, s);
   return v;
+}
+
+// parse_u64 within [lo, hi].
+inline uint64_t parse_range(const char* s, const char* what, uint64_t lo, uint64_t hi) {
+  uint64_t v = parse_u64(s, what);
+  if (v < lo || v > hi)
+    die("%s: %s is out of range (%llu to %llu)", what, s, (unsigned long long)lo, (unsigned long long)hi);
+  return v;
+}
+
+inline int parse_int(const char* s, const char* what, int lo, int hi) {
+  return static_cast<int>(parse_range(s, what, static_cast<uint64_t>(lo), static_cast<uint64_t>(hi)));
 }
 
 inline double parse_sec(const char* s, const char* what) {
@@ -117,7 +172,67 @@ inline uint64_t splitmix64_next(uint64_t& s) {
   return z;
 }
 
+// ---- position-addressed byte streams ---------------------------------------------
+
+// Byte p of stream(seed) is byte p % 8 (low byte first) of
+// splitmix64(seed * K + p / 8): any offset can be regenerated on its own, so
+// both ends of a connection compare bytes where they stand and a mismatch
+// names the offset where a stream went wrong.
+inline constexpr size_t kChunk = 64 * 1024;
+inline constexpr uint64_t kNone = ~uint64_t(0);  // "no offset"
+
+inline uint64_t stream_word(uint64_t seed, uint64_t index) { return splitmix64(seed * 0x100000001b3ULL + index); }
+
+// Fills out with len bytes of stream(seed) from offset off.
+inline void gen(uint64_t seed, uint64_t off, char* out, size_t len) {
+  for (size_t i = 0; i < len;) {
+    uint64_t p = off + i;
+    uint64_t w = stream_word(seed, p >> 3) >> (8 * (p & 7));
+    for (unsigned b = unsigned(p & 7); b < 8 && i < len; ++b, ++i, w >>= 8) out[i] = char(w & 0xff);
+  }
+}
+
+// The offset within [0, len) of the first byte of data that differs from
+// stream(seed) at off, or kNone.
+inline uint64_t mismatch(uint64_t seed, uint64_t off, const char* data, size_t len) {
+  char want[4096];
+  for (size_t done = 0; done < len;) {
+    size_t n = std::min(len - done, sizeof want);
+    gen(seed, off + done, want, n);
+    if (std::memcmp(want, data + done, n) != 0)
+      for (size_t i = 0; i < n; ++i)
+        if (want[i] != data[done + i]) return done + i;
+    done += n;
+  }
+  return kNone;
+}
+
+// Little-endian integers in a byte buffer (the integrity protocol's header).
+inline void put_le(char* p, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) p[i] = char(v >> (8 * i));
+}
+inline uint64_t get_le(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t(uint8_t(p[i])) << (8 * i);
+  return v;
+}
+
 // ---- sockets ---------------------------------------------------------------------
+
+// Many idle connections need many descriptors: take the hard limit.
+inline void raise_fd_limit() {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+// Makes close() send a reset instead of a FIN.
+inline void linger_reset(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
 
 inline void set_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
@@ -154,7 +269,7 @@ inline int listen_on(const std::string& addr, int port, int backlog) {
   if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
     die("bind %s port %d: %s", addr.c_str(), port, std::strerror(errno));
-  if (listen(fd, backlog) != 0) die("listen: %s", std::strerror(errno));
+  if (listen(fd, backlog) != 0) die("listen on %s port %d: %s", addr.c_str(), port, std::strerror(errno));
   freeaddrinfo(ai);
   set_nonblock(fd);
   return fd;
@@ -207,6 +322,14 @@ inline int connect_tcp(const std::string& host, const std::string& port, double 
     fd = -1;
   }
   freeaddrinfo(res);
+  return fd;
+}
+
+// connect_tcp, or die naming the address and the error.
+inline int connect_or_die(const std::string& host, const std::string& port, double deadline) {
+  int err = 0;
+  int fd = connect_tcp(host, port, deadline, &err);
+  if (fd < 0) die("connect to %s port %s: %s", host.c_str(), port.c_str(), why(err));
   return fd;
 }
 
