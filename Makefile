@@ -42,7 +42,7 @@ check: balance tests/build/Makefile
 	cmake --build tests/build -j 2
 	cd tests/build && ctest --output-on-failure
 	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
-	CTLTOOL=`pwd`/tests/build/ctltool bats tests
+	CTLTOOL=`pwd`/tests/build/ctltool bats --print-output-on-failure tests
 
 # Not part of check: speed against HAProxy and pen, then scheduling on a
 # simulated farm of unequal hosts.
