@@ -53,7 +53,7 @@ user_balance() {
   local name=$1 port=${*: -2:1}
   shift
   spawn "$name" "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" -f "$@"
-  "$HELPER" wait-listen -t 5 -b "${LISTEN:-127.0.0.1}" "$port"
+  listens "$name" "$port" "${LISTEN:-127.0.0.1}"
 }
 
 # user_ctl [OPTIONS] PORT: balance -c or -i as that user, with TMPDIR=$U.

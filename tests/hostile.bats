@@ -263,7 +263,7 @@ _h_out_of_fds() {
   # A hard limit, so balance cannot raise it ($0 of the inner shell is LIMIT).
   spawn balance bash -c 'ulimit -n "$0" && exec "$@"' "$1" "$BALANCE" -f -S "$T/ctl.sock" \
     -b 127.0.0.1 "$BAL_PORT" "127.0.0.1:$(port_of echo)"
-  "$HELPER" wait-listen -t 5 -b 127.0.0.1 "$BAL_PORT"
+  listens balance "$BAL_PORT"
   BAL_PID=$(pid_of balance)
   BAL_FDS=$(_h_fds "$BAL_PID")
   grep -q "^Max open files  *$1  *$1 " "/proc/$BAL_PID/limits"

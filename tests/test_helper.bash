@@ -122,7 +122,18 @@ served() {
 # log_of NAME: a hold server's log of client ids on one line.
 log_of() { if [ -f "$T/$1.log" ]; then tr '\n' ' ' <"$T/$1.log" | sed 's/ $//'; fi; }
 
+# free_port [ADDR]: a port that nothing uses on any address, outside the
+# kernel's ephemeral range, so that no bind(0) or connect() elsewhere on the
+# machine takes it before the test binds it.
 free_port() { "$HELPER" freeport "${1:-127.0.0.1}"; }
+
+# listens NAME PORT [ADDR]: wait (5 s at most) until the spawned process NAME
+# listens on ADDR (default 127.0.0.1) port PORT, on a socket of its own: a
+# listener of another process on that port does not count, and NAME exiting
+# first fails at once.
+listens() {
+  "$HELPER" wait-listen -t "${LISTEN_WAIT:-5}" -b "${3:-127.0.0.1}" -p "$(pid_of "$1")" "$2"
+}
 
 # start_balance [OPTIONS] -- CHANNEL...: balance in the foreground (-f) on
 # $BAL_ADDR port $BAL_PORT (a free port unless set), with its control socket
@@ -133,7 +144,7 @@ start_balance() {
   shift
   [ -n "$BAL_PORT" ] || BAL_PORT=$(free_port "$BAL_ADDR")
   spawn balance "$BALANCE" -f -S "$T/ctl.sock" -b "$BAL_ADDR" "${opts[@]}" "$BAL_PORT" "$@"
-  "$HELPER" wait-listen -t 5 -b "$BAL_ADDR" "$BAL_PORT"
+  listens balance "$BAL_PORT" "$BAL_ADDR"
 }
 
 # up [OPTIONS] -- CHANNEL...: start_balance, then wait for the control socket
