@@ -196,3 +196,23 @@ tools_for_others() {
   chmod 755 "$dir"/*
 }
 
+# as_user: sets AS_USER, the prefix that runs a command as an unprivileged
+# user (nobody when we are root, ourselves otherwise); U, a TMPDIR that user
+# owns; D, the socket directory balance derives there; UID_U, its uid.
+as_user() {
+  if [ "$(id -u)" -ne 0 ]; then
+    AS_USER=()
+    U=$T
+    UID_U=$(id -u)
+  else
+    command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
+    AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    tools_for_others
+    U=$(mktemp -d /tmp/balance-user.XXXXXX)
+    echo "$U" >>"$T/rmdirs"
+    chmod 755 "$U"
+    chown nobody "$U"
+    UID_U=$(id -u nobody)
+  fi
+  D=$U/balance-$UID_U
+}
