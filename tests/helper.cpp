@@ -106,11 +106,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
-#include <fstream>
-#include <set>
-#include <sstream>
 #include <string>
 
 #include "helper.hpp"
@@ -190,141 +185,17 @@ int whoami_main(int argc, char** argv) {
 
 // ---- freeport ----------------------------------------------------------------------
 
-// The kernel's ephemeral range: ports it hands to bind(port 0) and to every
-// connect() as the local port. A port chosen there and released can be taken
-// by anyone before balance binds it.
-void ephemeral_range(int* lo, int* hi) {
-  *lo = 49152, *hi = 65535;  // the IANA range (BSD, macOS)
-  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
-  int a = 0, b = 0;
-  if (f >> a >> b && a > 0 && b >= a && b <= 65535) *lo = a, *hi = b;
-}
-
-// True when nothing is bound to port on any address of either family:
-// binds the wildcards without SO_REUSEADDR (a TIME_WAIT counts as taken).
-bool free_everywhere(int port) {
-  Fd v4(socket(AF_INET, SOCK_STREAM, 0)), v6(socket(AF_INET6, SOCK_STREAM, 0));
-  sockaddr_in a4{};
-  a4.sin_family = AF_INET;
-  a4.sin_port = htons(uint16_t(port));
-  if (!v4.ok()) die("socket: %s", why(errno));
-  if (bind(v4.get(), reinterpret_cast<sockaddr*>(&a4), sizeof a4) != 0) return false;
-  if (!v6.ok()) return true;  // no IPv6 here
-  int one = 1;
-  setsockopt(v6.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  sockaddr_in6 a6{};
-  a6.sin6_family = AF_INET6;
-  a6.sin6_port = htons(uint16_t(port));
-  return bind(v6.get(), reinterpret_cast<sockaddr*>(&a6), sizeof a6) == 0 || errno == EADDRNOTAVAIL;
-}
-
-// A random free port below the ephemeral range (10000 and up), else above
-// it, free on every address; with ADDR, one that ADDR can bind too (so that
-// a test can ask whether ::1 exists).
+// With ADDR, the port is also one that ADDR can bind (so that a test can ask
+// whether ::1 exists).
 int freeport_main(int argc, char** argv) {
   if (argc > 2) die("usage: helper freeport [ADDR]");
-  int lo = 0, hi = 0;
-  ephemeral_range(&lo, &hi);
-  int below = std::max(0, lo - 10000), above = 65535 - hi;
-  if (below + above <= 0) die("no ports outside the ephemeral range %d-%d", lo, hi);
-  uint64_t s = uint64_t(getpid()) * 0x9e3779b97f4a7c15ULL ^ uint64_t(now() * 1e9);
-  for (int tries = 0; tries < 1000; ++tries) {
-    int k = int(splitmix64_next(s) % uint64_t(below + above));
-    int port = k < below ? 10000 + k : hi + 1 + (k - below);
-    if (free_everywhere(port)) {
-      if (argc == 2) close(listen_on(argv[1], port, 1));
-      std::printf("%d\n", port);
-      return 0;
-    }
-  }
-  die("no free port found in 1000 tries outside %d-%d", lo, hi);
+  int port = free_port();
+  if (argc == 2) close(listen_on(argv[1], port, 1));
+  std::printf("%d\n", port);
+  return 0;
 }
 
 // ---- wait-listen ---------------------------------------------------------------------
-
-// The socket inodes among the descriptors of process pid; false when they
-// cannot be read (no /proc, or not ours to see).
-bool socket_inodes(long pid, std::set<std::string>* out) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = opendir(dir.c_str());
-  if (!d) return false;
-  while (dirent* e = readdir(d)) {
-    char target[128];
-    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
-    if (n <= 0) continue;
-    target[n] = '\0';
-    std::string t = target;
-    if (t.rfind("socket:[", 0) == 0) out->insert(t.substr(8, t.size() - 9));
-  }
-  closedir(d);
-  return true;
-}
-
-// Whether a /proc/net/tcp{,6} local address (hex words as the kernel prints
-// them) is addr, or the wildcard of its family.
-bool same_address(const std::string& hex, const std::string& addr) {
-  unsigned char want[16] = {0}, got[16] = {0};
-  size_t words = hex.size() / 8;
-  bool v6 = words == 4;
-  if ((words != 1 && words != 4) || inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), want) != 1) {
-    // addr is of the other family: only a dual-stack wildcard takes it.
-    return v6 && hex.find_first_not_of('0') == std::string::npos;
-  }
-  for (size_t w = 0; w < words; ++w) {
-    uint32_t v = uint32_t(std::stoul(hex.substr(8 * w, 8), nullptr, 16));
-    std::memcpy(got + 4 * w, &v, 4);  // the kernel printed the word as it lies in memory
-  }
-  bool wildcard = std::all_of(got, got + 4 * words, [](unsigned char c) { return c == 0; });
-  return wildcard || std::memcmp(got, want, 4 * words) == 0;
-}
-
-// Listening sockets on addr:port in /proc (-1: no /proc here), and whether
-// one of them is among the sockets mine.
-int proc_listeners(int port, const std::string& addr, const std::set<std::string>& mine, bool* owned) {
-  int found = -1;
-  *owned = false;
-  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream f(path);
-    if (!f) continue;
-    found = std::max(found, 0);
-    std::string line;
-    std::getline(f, line);  // the header
-    while (std::getline(f, line)) {
-      std::istringstream in(line);
-      std::string slot, local, remote, st, queues, timer, retr, uid, timeout, inode;
-      in >> slot >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
-      size_t colon = local.rfind(':');
-      if (colon == std::string::npos || st != "0A") continue;
-      if (std::strtol(local.c_str() + colon + 1, nullptr, 16) != port) continue;
-      if (!same_address(local.substr(0, colon), addr)) continue;
-      ++found;
-      *owned |= mine.count(inode) > 0;
-    }
-  }
-  return found;
-}
-
-bool exited(long pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f) return kill(pid_t(pid), 0) != 0 && errno == ESRCH;
-  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
-}
-
-// Whether addr:port listens (on a socket of pid, when pid > 0). From /proc
-// where it exists, so that no connection is made that balance would relay;
-// else by a connect.
-bool listening(int port, const std::string& addr, long pid) {
-  std::set<std::string> mine;
-  bool known = pid > 0 && socket_inodes(pid, &mine);
-  bool owned = false;
-  int n = proc_listeners(port, addr, mine, &owned);
-  if (n >= 0) return known ? owned : n > 0;
-  int err = 0;
-  Fd fd(connect_tcp(addr, std::to_string(port), now() + 1, &err));
-  return fd.ok();
-}
 
 int wait_listen_main(int argc, char** argv) {
   double timeout = 5;
@@ -339,17 +210,9 @@ int wait_listen_main(int argc, char** argv) {
   }
   if (argc - optind != 1) die("usage: helper wait-listen [-t SEC] [-b ADDR] [-p PID] PORT");
   int port = parse_int(argv[optind], "PORT", 1, 65535);
-  double deadline = now() + timeout;
-  for (;;) {
-    if (listening(port, addr, pid)) return 0;
-    if (pid > 0 && exited(pid)) die("process %ld exited before listening on %s port %d", pid, addr.c_str(), port);
-    if (now() >= deadline) break;
-    usleep(20 * 1000);
-  }
-  bool owned = false;
-  int others = proc_listeners(port, addr, {}, &owned);
-  die("nothing%s listens on %s port %d after %g s%s", pid > 0 ? fmt(" of process %ld", pid).c_str() : "",
-      addr.c_str(), port, timeout, others > 0 ? " (another process does)" : "");
+  std::string why;
+  if (!wait_listening(addr, port, pid, now() + timeout, &why)) die("%s", why.c_str());
+  return 0;
 }
 
 }  // namespace

@@ -14,10 +14,12 @@
 #define BALANCE_TESTS_TESTNET_HPP
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -31,6 +33,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -325,12 +330,165 @@ inline int connect_tcp(const std::string& host, const std::string& port, double 
   return fd;
 }
 
+// ---- free ports ------------------------------------------------------------------
+
+// The kernel's ephemeral range: the ports it hands to bind(port 0) and to
+// every connect() as the local port. A port chosen there and released can be
+// taken by anyone before the test binds it.
+inline void ephemeral_range(int* lo, int* hi) {
+  *lo = 49152, *hi = 65535;  // the IANA range (BSD, macOS)
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  int a = 0, b = 0;
+  if (f >> a >> b && a > 0 && b >= a && b <= 65535) *lo = a, *hi = b;
+}
+
+// True when nothing is bound to port on any address of either family:
+// binds the wildcards without SO_REUSEADDR (a TIME_WAIT counts as taken).
+inline bool free_everywhere(int port) {
+  Fd v4(socket(AF_INET, SOCK_STREAM, 0)), v6(socket(AF_INET6, SOCK_STREAM, 0));
+  if (!v4.ok()) die("socket: %s", std::strerror(errno));
+  sockaddr_in a4{};
+  a4.sin_family = AF_INET;
+  a4.sin_port = htons(uint16_t(port));
+  if (bind(v4.get(), reinterpret_cast<sockaddr*>(&a4), sizeof a4) != 0) return false;
+  if (!v6.ok()) return true;  // no IPv6 here
+  int one = 1;
+  setsockopt(v6.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  sockaddr_in6 a6{};
+  a6.sin6_family = AF_INET6;
+  a6.sin6_port = htons(uint16_t(port));
+  return bind(v6.get(), reinterpret_cast<sockaddr*>(&a6), sizeof a6) == 0 || errno == EADDRNOTAVAIL;
+}
+
+// A random port free on every address, below the ephemeral range (from
+// 10000 up) or above it: no bind(0) or connect() anywhere on the machine is
+// handed it before the caller binds it. Dies when none is found.
+inline int free_port() {
+  int lo = 0, hi = 0;
+  ephemeral_range(&lo, &hi);
+  int below = std::max(0, lo - 10000), above = 65535 - hi;
+  if (below + above <= 0) die("no ports outside the ephemeral range %d-%d", lo, hi);
+  uint64_t s = uint64_t(getpid()) * kSplitmixGamma ^ uint64_t(now() * 1e9);
+  for (int tries = 0; tries < 1000; ++tries) {
+    int k = int(splitmix64_next(s) % uint64_t(below + above));
+    int port = k < below ? 10000 + k : hi + 1 + (k - below);
+    if (free_everywhere(port)) return port;
+  }
+  die("no free port found in 1000 tries outside %d-%d", lo, hi);
+}
+
 // connect_tcp, or die naming the address and the error.
 inline int connect_or_die(const std::string& host, const std::string& port, double deadline) {
   int err = 0;
   int fd = connect_tcp(host, port, deadline, &err);
   if (fd < 0) die("connect to %s port %s: %s", host.c_str(), port.c_str(), why(err));
   return fd;
+}
+
+// ---- waiting for a listener ----------------------------------------------------------
+
+// The socket inodes among the descriptors of process pid; false when they
+// cannot be read (no /proc, or not ours to see).
+inline bool socket_inodes(long pid, std::set<std::string>* out) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  while (dirent* e = readdir(d)) {
+    char target[128];
+    ssize_t n = readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    std::string t = target;
+    if (t.rfind("socket:[", 0) == 0) out->insert(t.substr(8, t.size() - 9));
+  }
+  closedir(d);
+  return true;
+}
+
+// Whether a /proc/net/tcp{,6} local address (hex words as the kernel prints
+// them) is addr, or the wildcard of its family.
+inline bool same_address(const std::string& hex, const std::string& addr) {
+  unsigned char want[16] = {0}, got[16] = {0};
+  size_t words = hex.size() / 8;
+  bool v6 = words == 4;
+  if ((words != 1 && words != 4) || inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), want) != 1) {
+    // addr is of the other family: only a dual-stack wildcard takes it.
+    return v6 && hex.find_first_not_of('0') == std::string::npos;
+  }
+  for (size_t w = 0; w < words; ++w) {
+    uint32_t v = uint32_t(std::stoul(hex.substr(8 * w, 8), nullptr, 16));
+    std::memcpy(got + 4 * w, &v, 4);  // the kernel printed the word as it lies in memory
+  }
+  bool wildcard = std::all_of(got, got + 4 * words, [](unsigned char c) { return c == 0; });
+  return wildcard || std::memcmp(got, want, 4 * words) == 0;
+}
+
+// Listening sockets on addr:port in /proc (-1: no /proc here), and whether
+// one of them is among the sockets mine.
+inline int proc_listeners(int port, const std::string& addr, const std::set<std::string>& mine, bool* owned) {
+  int found = -1;
+  *owned = false;
+  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream f(path);
+    if (!f) continue;
+    found = std::max(found, 0);
+    std::string line;
+    std::getline(f, line);  // the header
+    while (std::getline(f, line)) {
+      std::istringstream in(line);
+      std::string slot, local, remote, st, queues, timer, retr, uid, timeout, inode;
+      in >> slot >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+      size_t colon = local.rfind(':');
+      if (colon == std::string::npos || st != "0A") continue;
+      if (std::strtol(local.c_str() + colon + 1, nullptr, 16) != port) continue;
+      if (!same_address(local.substr(0, colon), addr)) continue;
+      ++found;
+      *owned |= mine.count(inode) > 0;
+    }
+  }
+  return found;
+}
+
+inline bool exited(long pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f) return kill(pid_t(pid), 0) != 0 && errno == ESRCH;
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+// Whether addr:port listens (on a socket of pid, when pid > 0). From /proc
+// where it exists, so that no connection is made that a proxy would relay;
+// else by a connect.
+inline bool listening(int port, const std::string& addr, long pid) {
+  std::set<std::string> mine;
+  bool known = pid > 0 && socket_inodes(pid, &mine);
+  bool owned = false;
+  int n = proc_listeners(port, addr, mine, &owned);
+  if (n >= 0) return known ? owned : n > 0;
+  int err = 0;
+  Fd fd(connect_tcp(addr, std::to_string(port), now() + 1, &err));
+  return fd.ok();
+}
+
+// Waits until addr:port listens (on a socket of process pid, when pid > 0:
+// a listener of another process on that port does not count); false with
+// *why at the deadline, or at once when pid exits first.
+inline bool wait_listening(const std::string& addr, int port, long pid, double deadline, std::string* why) {
+  for (;;) {
+    if (listening(port, addr, pid)) return true;
+    if (pid > 0 && exited(pid)) {
+      *why = fmt("process %ld exited before listening on %s port %d", pid, addr.c_str(), port);
+      return false;
+    }
+    if (now() >= deadline) break;
+    usleep(20 * 1000);
+  }
+  bool owned = false;
+  int others = proc_listeners(port, addr, {}, &owned);
+  *why = fmt("nothing%s listens on %s port %d in time%s", pid > 0 ? fmt(" of process %ld", pid).c_str() : "",
+             addr.c_str(), port, others > 0 ? " (another process does)" : "");
+  return false;
 }
 
 }  // namespace testnet
