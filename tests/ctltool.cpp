@@ -373,7 +373,11 @@ int send_main(int argc, char** argv) {
     std::fprintf(stderr, "ctltool send: malformed: %s\n", scan.why.c_str());
     return 1;
   }
-  if (std::strcmp(end, "timeout") == 0 && want_replies >= 0) return 2;
+  if (std::strcmp(end, "timeout") == 0 && want_replies >= 0) {
+    std::fprintf(stderr, "ctltool send: %ld replies wanted from %s, %zu came within %g s\n", want_replies,
+                 target.text().c_str(), scan.replies, timeout);
+    return 2;
+  }
   return 0;
 }
 
