@@ -23,7 +23,7 @@ SOURCES = address.cpp balance.cpp classes.cpp client.cpp control.cpp log.cpp net
 	options.cpp poller.cpp pool.cpp relay.cpp server.cpp stats.cpp
 DISTFILES = Makefile README.md LICENSE balance.1 $(SOURCES) $(HEADERS) .ci/run \
 	tests/CMakeLists.txt tests/test.h tests/testnet.hpp tests/*_test.cpp tests/*.bats \
-	tests/test_helper.bash tests/helper.cpp tests/ctltool.cpp tests/hostile.cpp \
+	tests/test_helper.bash tests/helper.hpp tests/helper*.cpp tests/ctltool.cpp \
 	tests/fuzz_parsers.cpp bench/*.cpp bench/*.sh
 DISTNAME = balance-$(VERSION)
 
@@ -45,7 +45,7 @@ check: balance tests/build/Makefile
 	cmake --build tests/build -j 2
 	cd tests/build && ctest --output-on-failure
 	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
-	CTLTOOL=`pwd`/tests/build/ctltool HOSTILE=`pwd`/tests/build/hostile bats tests
+	CTLTOOL=`pwd`/tests/build/ctltool bats --print-output-on-failure tests
 
 # Not part of check: speed against HAProxy and pen, then scheduling on a
 # simulated farm of unequal hosts.

@@ -52,42 +52,32 @@ trap 'exit 130' INT TERM
 FARM=${FARM:-}
 if [ -z "$FARM" ]; then
     FARM=$tmp/farm
-    $CXX -std=c++17 -O2 -pthread -o "$FARM" "$here/farm.cpp" || { echo "farm.sh: cannot build farm.cpp" >&2; exit 1; }
+    $CXX -std=c++17 -O2 -Wall -Wextra -pthread -o "$FARM" "$here/farm.cpp" ||
+        { echo "farm.sh: cannot build farm.cpp" >&2; exit 1; }
 fi
 
-# Hosts: one process, prints "CTL PA PB PC".
+# Hosts: one process, prints "CTL PA PB PC" once it listens.
 "$FARM" hosts -H "$HOSTS" -u "$UNIT_MS" >"$tmp/hosts.out" 2>"$tmp/hosts.err" &
 hosts_pid=$!
 pids+=("$hosts_pid")
 for _ in $(seq 1 50); do [ -s "$tmp/hosts.out" ] && break; sleep 0.1; done
-read -r CTL HP <"$tmp/hosts.out" || { echo "farm.sh: hosts did not start" >&2; exit 1; }
+read -r CTL HP <"$tmp/hosts.out" || { echo "farm.sh: hosts did not start: $(cat "$tmp/hosts.err")" >&2; exit 1; }
 read -r -a HPORTS <<<"$HP"
 IFS=, read -r -a SPECS <<<"$HOSTS"
 nh=${#SPECS[@]}
 
-port_listening() { # port
-    if command -v ss >/dev/null 2>&1; then
-        ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
-    else
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-    fi
-}
-
 proxy_pid=
-start_proxy() { # name, command...: starts it, waits (bounded) for the listener
+start_proxy() { # name, command...: starts it, waits (5 s at most) until it listens on $LP
     local name=$1; shift
     "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
     proxy_pid=$!
     pids+=("$proxy_pid")
-    for _ in $(seq 1 50); do
-        if ! kill -0 "$proxy_pid" 2>/dev/null; then
-            echo "$name: exited at start: $(head -c 300 "$tmp/$name.err")" >&2
-            return 1
-        fi
-        port_listening "$LP" && return 0
-        sleep 0.1
-    done
-    echo "$name: not listening on $LP after 5 s" >&2
+    "$FARM" wait "$LP" 5 "$proxy_pid" 2>"$tmp/$name.wait" && return 0
+    if kill -0 "$proxy_pid" 2>/dev/null; then
+        echo "$name: $(cat "$tmp/$name.wait")" >&2
+    else
+        echo "$name: exited at start: $(head -c 300 "$tmp/$name.err")" >&2
+    fi
     return 1
 }
 

@@ -1,1006 +1,1096 @@
-// loadgen: back-end server and load generator for benchmarking balance.
-// C++17, POSIX + standard library only (Linux: epoll, /proc).
+// loadgen: back-end server and load generator for benchmarking balance
+// (bench/run.sh). C++17, POSIX and the standard library (Linux: epoll, /proc).
 //
 //   loadgen server PORT [--host H]        back-end: echo / sink / source
 //   loadgen short    --port P [--conns 20000] [--conc 32] [--size 64] [--pid PID]
 //   loadgen pingpong --port P [--conns 1] [--size 64] [--secs 3] [--idle 0] [--pid PID]
 //   loadgen bulk     --port P --dir up|down [--conns 4] [--bytes N] [--pid PID]
-//   loadgen freeport                      print a free TCP port on 127.0.0.1
-//   loadgen wait PORT [SECS]              wait until PORT accepts connections
+//   loadgen freeport                      print a free TCP port (tests/testnet.hpp)
+//   loadgen wait PORT [SECS]              wait until PORT listens (tests/testnet.hpp)
 //   loadgen rss PID                       print VmRSS (kB) of PID
+// Numbers are whole and checked (a k, M or G suffix multiplies by 2^10,
+// 2^20, 2^30); --stall SEC (10) bounds every wait for progress.
 //
 // Wire protocol (client -> back-end), decided by the first byte:
 //   'E' ...            echo: every byte received (including the 'E') is echoed.
 //   'S' seed8 len8     sink: the server reads len bytes of the stream(seed) and
 //                      verifies them, then answers 'O' or 'F' + first bad offset (8 B).
 //   'R' seed8 len8     source: the server sends len bytes of stream(seed).
-// stream(seed): 64-bit words w[i] = base[i % 4096] ^ (i * K) ^ seed (little endian),
-// a position-dependent pattern: loss, duplication, reordering or cross-talk
-// between connections (each has its own seed) is detected by the receiver.
+// stream(seed): 64-bit words w[i] = base[i % 4096] ^ (i * K) ^ seed (little
+// endian), a position-dependent pattern cheaper than the tests' splitmix
+// stream (the load generator shares two cores with the proxy it measures):
+// loss, duplication, reordering or cross-talk between connections (each has
+// its own seed) is detected by the receiver.
 //
-// Results are printed as one line of key=value pairs on stdout; on failure the
-// line contains error=... and the exit status is 1.
+// Results are printed as one line of key=value pairs on stdout; on failure
+// the line holds error=... (run.sh keeps it in its report), the message
+// goes to stderr, and the exit status is 1.
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <cstdarg>
-#include <cerrno>
 #include <cinttypes>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
-#include <string>
 #include <vector>
+
+#include "../tests/testnet.hpp"
 
 namespace {
 
+using namespace testnet;
+
+const uint64_t kNoMismatch = UINT64_MAX;
+
 // ---------------------------------------------------------------- utilities
 
-double now() {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+// The run failed: "error=..." on stdout for run.sh's table, then the message.
+[[noreturn]] void fail(const char* f, ...) __attribute__((format(printf, 1, 2)));
+void fail(const char* f, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(msg, sizeof msg, f, ap);
+  va_end(ap);
+  std::string word = msg;
+  std::replace(word.begin(), word.end(), ' ', '_');
+  std::printf("error=%s\n", word.c_str());
+  std::fflush(stdout);
+  die("%s", msg);
 }
-
-[[noreturn]] void die(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void die(const char* fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    for (char* p = msg; *p; ++p)
-        if (*p == ' ') *p = '_';
-    printf("error=%s\n", msg);
-    fflush(stdout);
-    fprintf(stderr, "loadgen: %s\n", msg);
-    exit(1);
-}
-
-void raise_nofile() {
-    rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 void set_nodelay(int fd) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 sockaddr_in make_addr(const std::string& host, int port) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) die("bad address %s", host.c_str());
-    return sa;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(uint16_t(port));
+  if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) fail("bad address %s", host.c_str());
+  return sa;
 }
 
-// CPU time of a process in microseconds, -1 if unknown: the scheduler's
-// nanosecond run time of each of its threads (/proc/PID/task/T/schedstat)
-// where the kernel keeps it, else utime+stime, which counts in 10 ms ticks.
+// CPU time of a process in microseconds from its tasks' schedstat (the
+// scheduler's nanosecond run time), -1 when the kernel keeps none.
+long long schedstat_cpu_us(int pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (!tasks) return -1;
+  unsigned long long ns = 0;
+  while (dirent* t = readdir(tasks)) {
+    if (t->d_name[0] == '.') continue;
+    std::ifstream f(dir + "/" + t->d_name + "/schedstat");
+    unsigned long long run = 0;
+    if (f >> run) ns += run;
+  }
+  closedir(tasks);
+  return ns > 0 ? (long long)(ns / 1000) : -1;
+}
+
+// CPU time of a process in microseconds, -1 if unknown: schedstat where the
+// kernel keeps it, else utime+stime, which counts in 10 ms ticks.
 long long proc_cpu_us(int pid) {
-    if (pid <= 0) return -1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
-    if (DIR* tasks = opendir(path)) {
-        unsigned long long ns = 0;
-        bool found = false;
-        while (dirent* t = readdir(tasks)) {
-            if (t->d_name[0] == '.') continue;
-            std::ifstream f(std::string(path) + "/" + t->d_name + "/schedstat");
-            unsigned long long run = 0;
-            if (f >> run) { ns += run; found = true; }
-        }
-        closedir(tasks);
-        if (found && ns > 0) return (long long)(ns / 1000);
-    }
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    std::ifstream f(path);
-    std::string s;
-    if (!std::getline(f, s)) return -1;
-    size_t p = s.rfind(')');
-    if (p == std::string::npos) return -1;
-    std::istringstream is(s.substr(p + 2));
-    std::string field;
-    // fields after ')' start with field 3 (state); utime is 14, stime 15
-    unsigned long long ut = 0, st = 0;
-    for (int i = 3; i <= 15 && (is >> field); ++i) {
-        if (i == 14) ut = std::stoull(field);
-        if (i == 15) st = std::stoull(field);
-    }
-    long tck = sysconf(_SC_CLK_TCK);
-    return (long long)((ut + st) * 1000000ULL / (unsigned long long)tck);
+  if (pid <= 0) return -1;
+  long long us = schedstat_cpu_us(pid);
+  if (us >= 0) return us;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  if (!std::getline(f, s)) return -1;
+  size_t p = s.rfind(')');
+  if (p == std::string::npos) return -1;
+  std::istringstream is(s.substr(p + 2));
+  std::string field;
+  // The fields after ')' start with field 3 (state); utime is 14, stime 15.
+  unsigned long long ut = 0, st = 0;
+  for (int i = 3; i <= 15 && (is >> field); ++i) {
+    if (i == 14) ut = std::stoull(field);
+    if (i == 15) st = std::stoull(field);
+  }
+  return (long long)((ut + st) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
 
 long proc_rss_kb(int pid) {
-    if (pid <= 0) return -1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    std::ifstream f(path);
-    std::string line;
-    while (std::getline(f, line))
-        if (line.compare(0, 6, "VmRSS:") == 0) return std::atol(line.c_str() + 6);
-    return -1;
+  if (pid <= 0) return -1;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.compare(0, 6, "VmRSS:") == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
 }
 
-bool proc_alive(int pid) {
-    if (pid <= 0) return true;
-    return kill(pid, 0) == 0;
-}
+bool proc_alive(int pid) { return pid <= 0 || kill(pid, 0) == 0; }
 
 // ---------------------------------------------------------------- stream pattern
 
 struct Pattern {
-    uint64_t base[4096];
-    Pattern() {
-        uint64_t x = 0x243F6A8885A308D3ULL;
-        for (auto& b : base) {  // splitmix64
-            x += 0x9E3779B97F4A7C15ULL;
-            uint64_t z = x;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-            b = z ^ (z >> 31);
-        }
+  uint64_t base[4096];
+  Pattern() {
+    uint64_t x = 0x243F6A8885A308D3ULL;
+    for (auto& b : base) b = splitmix64_next(x);
+  }
+  uint64_t word(uint64_t seed, uint64_t i) const { return base[i & 4095] ^ (i * 0xD6E8FEB86659FD93ULL) ^ seed; }
+  uint8_t byte(uint64_t seed, uint64_t off) const { return uint8_t(word(seed, off >> 3) >> ((off & 7) * 8)); }
+
+  void gen(uint8_t* out, uint64_t off, size_t n, uint64_t seed) const {
+    for (; n && (off & 7); --n) *out++ = byte(seed, off++);
+    for (; n >= 8; n -= 8, out += 8, off += 8) {
+      uint64_t w = word(seed, off >> 3);
+      std::memcpy(out, &w, 8);
     }
-    inline uint64_t word(uint64_t seed, uint64_t i) const {
-        return base[i & 4095] ^ (i * 0xD6E8FEB86659FD93ULL) ^ seed;
+    for (; n; --n) *out++ = byte(seed, off++);
+  }
+
+  // The offset of the first byte of in that differs, or kNoMismatch.
+  uint64_t check(const uint8_t* in, uint64_t off, size_t n, uint64_t seed) const {
+    for (; n && (off & 7); --n, ++in, ++off)
+      if (*in != byte(seed, off)) return off;
+    for (; n >= 8; n -= 8, in += 8, off += 8) {
+      uint64_t w;
+      std::memcpy(&w, in, 8);
+      if (w == word(seed, off >> 3)) continue;
+      for (int k = 0; k < 8; ++k)
+        if (in[k] != byte(seed, off + k)) return off + k;
     }
-    inline uint8_t byte(uint64_t seed, uint64_t off) const {
-        return (uint8_t)(word(seed, off >> 3) >> ((off & 7) * 8));
-    }
-    void gen(uint8_t* out, uint64_t off, size_t n, uint64_t seed) const {
-        while (n && (off & 7)) { *out++ = byte(seed, off++); --n; }
-        uint64_t i = off >> 3;
-        while (n >= 8) {
-            uint64_t w = word(seed, i++);
-            memcpy(out, &w, 8);
-            out += 8;
-            n -= 8;
-        }
-        off = i << 3;
-        while (n) { *out++ = byte(seed, off++); --n; }
-    }
-    // returns offset of first mismatch, or UINT64_MAX if all match
-    uint64_t check(const uint8_t* in, uint64_t off, size_t n, uint64_t seed) const {
-        while (n && (off & 7)) {
-            if (*in != byte(seed, off)) return off;
-            ++in, ++off, --n;
-        }
-        uint64_t i = off >> 3;
-        while (n >= 8) {
-            uint64_t w;
-            memcpy(&w, in, 8);
-            if (w != word(seed, i)) {
-                for (int k = 0; k < 8; ++k)
-                    if (in[k] != byte(seed, i * 8 + k)) return i * 8 + k;
-            }
-            ++i, in += 8, n -= 8;
-        }
-        off = i << 3;
-        while (n) {
-            if (*in != byte(seed, off)) return off;
-            ++in, ++off, --n;
-        }
-        return UINT64_MAX;
-    }
+    for (; n; --n, ++in, ++off)
+      if (*in != byte(seed, off)) return off;
+    return kNoMismatch;
+  }
 };
 const Pattern pat;
 
-void put64(uint8_t* p, uint64_t v) { memcpy(p, &v, 8); }
-uint64_t get64(const uint8_t* p) { uint64_t v; memcpy(&v, p, 8); return v; }
+void put64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+uint64_t get64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
 
 // ---------------------------------------------------------------- arguments
 
+// A whole number with an optional k, M or G suffix (powers of two).
+uint64_t parse_size(const std::string& s, const char* what) {
+  static const std::string kSuffix = "kKmMgG";
+  size_t digits = s.size();
+  int shift = 0;
+  size_t at = s.empty() ? std::string::npos : kSuffix.find(s.back());
+  if (at != std::string::npos) {
+    digits--;
+    shift = 10 * int(at / 2 + 1);
+  }
+  uint64_t v = parse_u64(s.substr(0, digits).c_str(), what);
+  if (v > (UINT64_MAX >> shift)) die("%s: %s is too large", what, s.c_str());
+  return v << shift;
+}
+
 struct Args {
-    std::map<std::string, std::string> kv;
-    std::vector<std::string> pos;
-    Args(int argc, char** argv, int start) {
-        for (int i = start; i < argc; ++i) {
-            std::string a = argv[i];
-            if (a.size() > 2 && a[0] == '-' && a[1] == '-') {
-                if (i + 1 >= argc) die("option %s needs a value", a.c_str());
-                kv[a.substr(2)] = argv[++i];
-            } else {
-                pos.push_back(a);
-            }
-        }
+  std::map<std::string, std::string> kv;
+  std::vector<std::string> pos;
+
+  Args(int argc, char** argv, int start) {
+    for (int i = start; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.size() > 2 && a[0] == '-' && a[1] == '-') {
+        if (i + 1 >= argc) die("option %s needs a value", a.c_str());
+        kv[a.substr(2)] = argv[++i];
+      } else {
+        pos.push_back(a);
+      }
     }
-    std::string str(const std::string& k, const std::string& d) const {
-        auto it = kv.find(k);
-        return it == kv.end() ? d : it->second;
-    }
-    long long num(const std::string& k, long long d) const {
-        auto it = kv.find(k);
-        if (it == kv.end()) return d;
-        char* end;
-        long long v = strtoll(it->second.c_str(), &end, 10);
-        if (*end == 'k' || *end == 'K') v <<= 10;
-        else if (*end == 'm' || *end == 'M') v <<= 20;
-        else if (*end == 'g' || *end == 'G') v <<= 30;
-        return v;
-    }
-    double dbl(const std::string& k, double d) const {
-        auto it = kv.find(k);
-        return it == kv.end() ? d : atof(it->second.c_str());
-    }
+  }
+  std::string str(const std::string& k, const std::string& d) const {
+    auto it = kv.find(k);
+    return it == kv.end() ? d : it->second;
+  }
+  uint64_t num(const std::string& k, uint64_t d, uint64_t hi = UINT64_MAX) const {
+    auto it = kv.find(k);
+    if (it == kv.end()) return d;
+    uint64_t v = parse_size(it->second, ("--" + k).c_str());
+    if (v > hi) die("--%s: %s is over %llu", k.c_str(), it->second.c_str(), (unsigned long long)hi);
+    return v;
+  }
+  int count(const std::string& k, int d) const { return int(num(k, uint64_t(d), 1000000)); }
+  double secs(const std::string& k, double d) const {
+    auto it = kv.find(k);
+    return it == kv.end() ? d : parse_sec(it->second.c_str(), ("--" + k).c_str());
+  }
 };
 
 // ---------------------------------------------------------------- back-end server
 
-struct SConn {
+class Backend {
+ public:
+  Backend(const std::string& host, int port);
+  [[noreturn]] void run();
+
+ private:
+  struct Conn {
     int fd = -1;
     char mode = 0;
     uint8_t hdr[17];
     int hlen = 0;
     uint64_t seed = 0, len = 0, done = 0;
-    uint64_t bad = UINT64_MAX;
+    uint64_t bad = kNoMismatch;
     std::vector<uint8_t> out;  // pending output
     size_t outpos = 0;
     bool out_armed = false;
     bool verdict_sent = false;
+  };
+
+  void accept_all();
+  void on_event(Conn& c, uint32_t e);
+  bool read_some(Conn& c);
+  void drop(Conn& c);
+  void arm(Conn& c, bool want_out);
+  bool flush(Conn& c);
+  bool pump_source(Conn& c);
+  bool send_verdict(Conn& c);
+  bool consume(Conn& c, uint8_t* p, size_t n);
+  bool echo(Conn& c, uint8_t* p, size_t n);
+  bool sink(Conn& c, uint8_t* p, size_t n);
+
+  Fd lfd_, ep_;
+  std::vector<std::unique_ptr<Conn>> conns_;  // by descriptor
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(256 * 1024);
 };
 
-int cmd_server(const Args& a) {
-    if (a.pos.empty()) die("server needs a port");
-    int port = atoi(a.pos[0].c_str());
-    std::string host = a.str("host", "127.0.0.1");
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sa = make_addr(host, port);
-    if (bind(lfd, (sockaddr*)&sa, sizeof sa) < 0) die("bind %d: %s", port, strerror(errno));
-    if (listen(lfd, 4096) < 0) die("listen: %s", strerror(errno));
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = lfd;
-    epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+Backend::Backend(const std::string& host, int port) {
+  lfd_.reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!lfd_.ok()) die("socket: %s", why(errno));
+  int one = 1;
+  setsockopt(lfd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa = make_addr(host, port);
+  if (bind(lfd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) fail("bind %d: %s", port, why(errno));
+  if (listen(lfd_.get(), 4096) < 0) fail("listen: %s", why(errno));
+  ep_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!ep_.ok()) die("epoll_create1: %s", why(errno));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = lfd_.get();
+  epoll_ctl(ep_.get(), EPOLL_CTL_ADD, lfd_.get(), &ev);
+}
 
-    std::vector<SConn*> conns;
-    static uint8_t buf[256 * 1024];
-    std::vector<epoll_event> evs(512);
+void Backend::drop(Conn& c) {
+  int fd = c.fd;
+  close(fd);
+  conns_[size_t(fd)].reset();
+}
 
-    auto closec = [&](SConn* c) {
-        close(c->fd);
-        conns[c->fd] = nullptr;
-        delete c;
-    };
-    auto arm = [&](SConn* c, bool want_out) {
-        if (c->out_armed == want_out) return;
-        epoll_event e{};
-        // while output is pending for echo, stop reading (back-pressure)
-        e.events = want_out ? (c->mode == 'E' ? EPOLLOUT : (EPOLLIN | EPOLLOUT)) : EPOLLIN;
-        e.data.fd = c->fd;
-        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
-        c->out_armed = want_out;
-    };
-    // flush pending output; returns false if connection died
-    auto flush = [&](SConn* c) -> bool {
-        while (c->outpos < c->out.size()) {
-            ssize_t n = write(c->fd, c->out.data() + c->outpos, c->out.size() - c->outpos);
-            if (n < 0) {
-                if (errno == EAGAIN) return true;
-                if (errno == EINTR) continue;
-                return false;
-            }
-            c->outpos += n;
-        }
-        c->out.clear();
-        c->outpos = 0;
-        return true;
-    };
-    // source: generate and write until blocked or done
-    auto pump_source = [&](SConn* c) -> bool {
-        while (c->done < c->len) {
-            size_t n = (size_t)std::min<uint64_t>(sizeof buf, c->len - c->done);
-            pat.gen(buf, c->done, n, c->seed);
-            ssize_t w = write(c->fd, buf, n);
-            if (w < 0) {
-                if (errno == EAGAIN) { arm(c, true); return true; }
-                if (errno == EINTR) continue;
-                return false;
-            }
-            c->done += w;
-        }
-        arm(c, false);
-        return true;
-    };
-    auto send_verdict = [&](SConn* c) -> bool {
-        uint8_t v[9];
-        size_t n = 1;
-        if (c->bad == UINT64_MAX) v[0] = 'O';
-        else { v[0] = 'F'; put64(v + 1, c->bad); n = 9; }
-        c->verdict_sent = true;
-        c->out.insert(c->out.end(), v, v + n);
-        if (!flush(c)) return false;
-        arm(c, !c->out.empty());
-        return true;
-    };
-    // process received bytes; returns false to close
-    auto consume = [&](SConn* c, uint8_t* p, size_t n) -> bool {
-        if (c->mode == 0) {
-            c->mode = (char)p[0];
-            if (c->mode != 'E' && c->mode != 'S' && c->mode != 'R') {
-                fprintf(stderr, "loadgen server: unknown mode byte 0x%02x\n", p[0]);
-                return false;
-            }
-        }
-        if (c->mode == 'E') {
-            if (!c->out.empty()) {
-                c->out.insert(c->out.end(), p, p + n);
-                return true;
-            }
-            size_t off = 0;
-            while (off < n) {
-                ssize_t w = write(c->fd, p + off, n - off);
-                if (w < 0) {
-                    if (errno == EINTR) continue;
-                    if (errno == EAGAIN) break;
-                    return false;
-                }
-                off += w;
-            }
-            if (off < n) {
-                c->out.assign(p + off, p + n);
-                c->outpos = 0;
-                arm(c, true);
-            }
-            return true;
-        }
-        // S or R: header first
-        while (c->hlen < 17 && n) {
-            c->hdr[c->hlen++] = *p++;
-            --n;
-            if (c->hlen == 17) {
-                c->seed = get64(c->hdr + 1);
-                c->len = get64(c->hdr + 9);
-                if (c->mode == 'R') return pump_source(c);
-                if (c->mode == 'S' && c->len == 0) return send_verdict(c);
-            }
-        }
-        if (!n) return true;
-        if (c->mode == 'R') {
-            fprintf(stderr, "loadgen server: unexpected %zu bytes on source connection\n", n);
-            return false;
-        }
-        // sink
-        if (c->verdict_sent || c->done + n > c->len) {
-            if (c->bad == UINT64_MAX) c->bad = c->done + std::min<uint64_t>(n, c->len - c->done);
-            fprintf(stderr, "loadgen server: sink got more than %" PRIu64 " bytes\n", c->len);
-            return false;
-        }
-        if (c->bad == UINT64_MAX) c->bad = pat.check(p, c->done, n, c->seed);
-        c->done += n;
-        if (c->done == c->len) return send_verdict(c);
-        return true;
-    };
+// Output pending: wait for writability (an echo stops reading meanwhile:
+// back-pressure); else wait for input only.
+void Backend::arm(Conn& c, bool want_out) {
+  if (c.out_armed == want_out) return;
+  epoll_event e{};
+  e.events = want_out ? (c.mode == 'E' ? EPOLLOUT : (EPOLLIN | EPOLLOUT)) : EPOLLIN;
+  e.data.fd = c.fd;
+  epoll_ctl(ep_.get(), EPOLL_CTL_MOD, c.fd, &e);
+  c.out_armed = want_out;
+}
 
-    for (;;) {
-        int k = epoll_wait(ep, evs.data(), (int)evs.size(), -1);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            die("epoll_wait: %s", strerror(errno));
-        }
-        for (int i = 0; i < k; ++i) {
-            int fd = evs[i].data.fd;
-            if (fd == lfd) {
-                for (;;) {
-                    int cfd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                    if (cfd < 0) {
-                        if (errno == EAGAIN || errno == EINTR) break;
-                        if (errno == EMFILE || errno == ENFILE) {
-                            fprintf(stderr, "loadgen server: accept: %s\n", strerror(errno));
-                            break;
-                        }
-                        break;
-                    }
-                    set_nodelay(cfd);
-                    if ((size_t)cfd >= conns.size()) conns.resize(cfd + 1024, nullptr);
-                    SConn* c = new SConn;
-                    c->fd = cfd;
-                    conns[cfd] = c;
-                    epoll_event e{};
-                    e.events = EPOLLIN;
-                    e.data.fd = cfd;
-                    epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &e);
-                }
-                continue;
-            }
-            SConn* c = conns[fd];
-            if (!c) continue;
-            uint32_t e = evs[i].events;
-            bool ok = true;
-            if (e & EPOLLOUT) {
-                if (c->mode == 'R' && c->done < c->len) ok = pump_source(c);
-                else {
-                    ok = flush(c);
-                    if (ok && c->out.empty()) arm(c, false);
-                }
-            }
-            if (ok && (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !(c->mode == 'E' && c->out_armed)) {
-                for (int rounds = 0; rounds < 4; ++rounds) {
-                    ssize_t n = read(fd, buf, sizeof buf);
-                    if (n > 0) {
-                        ok = consume(c, buf, (size_t)n);
-                        if (!ok || (size_t)n < sizeof buf) break;
-                        if (c->mode == 'E' && c->out_armed) break;
-                        continue;
-                    }
-                    if (n == 0) ok = false;
-                    else if (errno != EAGAIN && errno != EINTR) ok = false;
-                    break;
-                }
-            } else if (ok && (e & (EPOLLHUP | EPOLLERR))) {
-                ok = false;
-            }
-            if (!ok) closec(c);
-        }
+// Writes pending output; false when the connection died.
+bool Backend::flush(Conn& c) {
+  while (c.outpos < c.out.size()) {
+    ssize_t n = write(c.fd, c.out.data() + c.outpos, c.out.size() - c.outpos);
+    if (n < 0 && errno == EAGAIN) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    c.outpos += size_t(n);
+  }
+  c.out.clear();
+  c.outpos = 0;
+  return true;
+}
+
+// Source: generates and writes until blocked or done.
+bool Backend::pump_source(Conn& c) {
+  while (c.done < c.len) {
+    size_t n = size_t(std::min<uint64_t>(buf_.size(), c.len - c.done));
+    pat.gen(buf_.data(), c.done, n, c.seed);
+    ssize_t w = write(c.fd, buf_.data(), n);
+    if (w < 0 && errno == EAGAIN) {
+      arm(c, true);
+      return true;
     }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    c.done += uint64_t(w);
+  }
+  arm(c, false);
+  return true;
+}
+
+bool Backend::send_verdict(Conn& c) {
+  uint8_t v[9] = {'O'};
+  size_t n = 1;
+  if (c.bad != kNoMismatch) {
+    v[0] = 'F';
+    put64(v + 1, c.bad);
+    n = 9;
+  }
+  c.verdict_sent = true;
+  c.out.insert(c.out.end(), v, v + n);
+  if (!flush(c)) return false;
+  arm(c, !c.out.empty());
+  return true;
+}
+
+bool Backend::echo(Conn& c, uint8_t* p, size_t n) {
+  if (!c.out.empty()) {
+    c.out.insert(c.out.end(), p, p + n);
+    return true;
+  }
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(c.fd, p + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) break;
+    if (w < 0) return false;
+    off += size_t(w);
+  }
+  if (off < n) {
+    c.out.assign(p + off, p + n);
+    c.outpos = 0;
+    arm(c, true);
+  }
+  return true;
+}
+
+bool Backend::sink(Conn& c, uint8_t* p, size_t n) {
+  if (c.verdict_sent || c.done + n > c.len) {
+    if (c.bad == kNoMismatch) c.bad = c.done + std::min<uint64_t>(n, c.len - c.done);
+    std::fprintf(stderr, "loadgen server: sink got more than %" PRIu64 " bytes\n", c.len);
+    return false;
+  }
+  if (c.bad == kNoMismatch) c.bad = pat.check(p, c.done, n, c.seed);
+  c.done += n;
+  return c.done == c.len ? send_verdict(c) : true;
+}
+
+// Received bytes; false to close.
+bool Backend::consume(Conn& c, uint8_t* p, size_t n) {
+  if (c.mode == 0) {
+    c.mode = char(p[0]);
+    if (c.mode != 'E' && c.mode != 'S' && c.mode != 'R') {
+      std::fprintf(stderr, "loadgen server: unknown mode byte 0x%02x\n", p[0]);
+      return false;
+    }
+  }
+  if (c.mode == 'E') return echo(c, p, n);
+  for (; c.hlen < 17 && n; --n) {  // S or R: the header first
+    c.hdr[c.hlen++] = *p++;
+    if (c.hlen < 17) continue;
+    c.seed = get64(c.hdr + 1);
+    c.len = get64(c.hdr + 9);
+    if (c.mode == 'R') return pump_source(c);
+    if (c.len == 0) return send_verdict(c);
+  }
+  if (!n) return true;
+  if (c.mode == 'R') {
+    std::fprintf(stderr, "loadgen server: unexpected %zu bytes on source connection\n", n);
+    return false;
+  }
+  return sink(c, p, n);
+}
+
+void Backend::accept_all() {
+  for (;;) {
+    int cfd = accept4(lfd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+      if (errno == EMFILE || errno == ENFILE) std::fprintf(stderr, "loadgen server: accept: %s\n", why(errno));
+      return;
+    }
+    set_nodelay(cfd);
+    if (size_t(cfd) >= conns_.size()) conns_.resize(size_t(cfd) + 1024);
+    conns_[size_t(cfd)] = std::make_unique<Conn>();
+    conns_[size_t(cfd)]->fd = cfd;
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = cfd;
+    epoll_ctl(ep_.get(), EPOLL_CTL_ADD, cfd, &e);
+  }
+}
+
+// Reads up to four buffers; false to close.
+bool Backend::read_some(Conn& c) {
+  for (int rounds = 0; rounds < 4; ++rounds) {
+    ssize_t n = read(c.fd, buf_.data(), buf_.size());
+    if (n == 0) return false;
+    if (n < 0) return errno == EAGAIN || errno == EINTR;
+    if (!consume(c, buf_.data(), size_t(n))) return false;
+    if (size_t(n) < buf_.size() || (c.mode == 'E' && c.out_armed)) return true;
+  }
+  return true;
+}
+
+void Backend::on_event(Conn& c, uint32_t e) {
+  bool ok = true;
+  if (e & EPOLLOUT) {
+    if (c.mode == 'R' && c.done < c.len) {
+      ok = pump_source(c);
+    } else {
+      ok = flush(c);
+      if (ok && c.out.empty()) arm(c, false);
+    }
+  }
+  if (ok && (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !(c.mode == 'E' && c.out_armed)) ok = read_some(c);
+  else if (ok && (e & (EPOLLHUP | EPOLLERR))) ok = false;
+  if (!ok) drop(c);
+}
+
+void Backend::run() {
+  std::vector<epoll_event> evs(512);
+  for (;;) {
+    int k = epoll_wait(ep_.get(), evs.data(), int(evs.size()), -1);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) fail("epoll_wait: %s", why(errno));
+    for (int i = 0; i < k; ++i) {
+      int fd = evs[size_t(i)].data.fd;
+      if (fd == lfd_.get()) accept_all();
+      else if (conns_[size_t(fd)]) on_event(*conns_[size_t(fd)], evs[size_t(i)].events);
+    }
+  }
+}
+
+int cmd_server(const Args& a) {
+  if (a.pos.empty()) die("server needs a port");
+  Backend(a.str("host", "127.0.0.1"), parse_int(a.pos[0].c_str(), "PORT", 1, 65535)).run();
 }
 
 // ---------------------------------------------------------------- client helpers
 
 struct Client {
-    sockaddr_in addr;
-    int ep;
-    double stall;
-    int pid;
-    Client(const Args& a) {
-        addr = make_addr(a.str("host", "127.0.0.1"), (int)a.num("port", 0));
-        if (a.num("port", 0) <= 0) die("--port is required");
-        ep = epoll_create1(EPOLL_CLOEXEC);
-        stall = a.dbl("stall", 10);
-        pid = (int)a.num("pid", 0);
-    }
-    // start a non-blocking connect; returns fd (registered for EPOLLOUT with data u32 = tag)
-    int start_connect(uint64_t tag) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) die("socket: %s", strerror(errno));
-        set_nodelay(fd);
-        int r = connect(fd, (sockaddr*)&addr, sizeof addr);
-        if (r < 0 && errno != EINPROGRESS) die("connect: %s", strerror(errno));
-        epoll_event e{};
-        e.events = EPOLLOUT;
-        e.data.u64 = tag;
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-        return fd;
-    }
-    void mod(int fd, uint32_t events, uint64_t tag) {
-        epoll_event e{};
-        e.events = events;
-        e.data.u64 = tag;
-        epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
-    }
-    static int sock_error(int fd) {
-        int err = 0;
-        socklen_t l = sizeof err;
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
-        return err;
-    }
-    // blocking connect with timeout, then non-blocking
-    int connect_blocking() {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) die("socket: %s", strerror(errno));
-        set_nodelay(fd);
-        timeval tv{(time_t)stall, 0};
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (connect(fd, (sockaddr*)&addr, sizeof addr) < 0) die("connect: %s", strerror(errno));
-        set_nonblock(fd);
-        return fd;
-    }
+  sockaddr_in addr;
+  Fd ep;
+  double stall;
+  int pid;
+
+  explicit Client(const Args& a) {
+    int port = int(a.num("port", 0, 65535));
+    if (port <= 0) fail("--port is required");
+    addr = make_addr(a.str("host", "127.0.0.1"), port);
+    ep.reset(epoll_create1(EPOLL_CLOEXEC));
+    if (!ep.ok()) die("epoll_create1: %s", why(errno));
+    stall = a.secs("stall", 10);
+    pid = int(a.num("pid", 0, 1u << 30));
+  }
+  // A non-blocking connect, registered for EPOLLOUT with tag as its data.
+  int start_connect(uint64_t tag) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("socket: %s", why(errno));
+    set_nodelay(fd);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 && errno != EINPROGRESS)
+      fail("connect: %s", why(errno));
+    add(fd, EPOLLOUT, tag);
+    return fd;
+  }
+  void add(int fd, uint32_t events, uint64_t tag) { ctl(EPOLL_CTL_ADD, fd, events, tag); }
+  void mod(int fd, uint32_t events, uint64_t tag) { ctl(EPOLL_CTL_MOD, fd, events, tag); }
+  void ctl(int op, int fd, uint32_t events, uint64_t tag) {
+    epoll_event e{};
+    e.events = events;
+    e.data.u64 = tag;
+    epoll_ctl(ep.get(), op, fd, &e);
+  }
+  // A blocking connect bounded by the stall time; non-blocking afterwards.
+  int connect_blocking() {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail("socket: %s", why(errno));
+    set_nodelay(fd);
+    timeval tv{time_t(stall), 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) fail("connect: %s", why(errno));
+    set_nonblock(fd);
+    return fd;
+  }
+  int wait(std::vector<epoll_event>& evs) { return epoll_wait(ep.get(), evs.data(), int(evs.size()), 100); }
 };
 
-// write all of buf on a non-blocking fd, waiting with poll if needed (small messages)
+// Writes all of a small message on a non-blocking fd.
 bool write_all_nb(int fd, const uint8_t* p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) { usleep(100); continue; }
-            return false;
-        }
-        p += w, n -= w;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      usleep(100);
+      continue;
     }
-    return true;
+    if (w < 0) return false;
+    p += w, n -= size_t(w);
+  }
+  return true;
 }
 
 void fill_msg(uint8_t* m, size_t size, uint64_t conn, uint64_t counter) {
-    for (size_t i = 0; i < size; ++i) m[i] = (uint8_t)(conn * 131 + counter * 7 + i);
-    m[0] = 'E';
-    if (size >= 17) {
-        put64(m + 1, conn);
-        put64(m + 9, counter);
-    }
+  for (size_t i = 0; i < size; ++i) m[i] = uint8_t(conn * 131 + counter * 7 + i);
+  m[0] = 'E';
+  if (size >= 17) {
+    put64(m + 1, conn);
+    put64(m + 9, counter);
+  }
 }
 
 // ---------------------------------------------------------------- idle connections
+
+const size_t kIdleMsg = 16;
+const uint64_t kIdleTag = 1ULL << 40;  // epoll data of an idle connection: kIdleTag | index
+
 // Opens n connections, each does one 16-byte echo exchange (so the proxy has
 // relayed it to the back-end), then stays open. Returns the fds.
+class IdleOpener {
+ public:
+  IdleOpener(Client& cl, int n) : cl_(cl), fds_(size_t(n), -1), got_(size_t(n), 0), state_(size_t(n), 0) {}
+  std::vector<int> open(int conc);
 
-std::vector<int> open_idle(Client& cl, int n, int conc) {
-    std::vector<int> fds(n, -1);
-    std::vector<int> got(n, 0);
-    std::vector<int> state(n, 0);  // 0 connecting, 1 waiting echo, 2 done
-    const size_t SZ = 16;
-    int started = 0, done = 0, inflight = 0;
-    double last = now();
-    std::vector<epoll_event> evs(256);
-    uint8_t buf[64], msg[SZ];
-    while (done < n) {
-        while (inflight < conc && started < n) {
-            fds[started] = cl.start_connect((uint64_t)started);
-            ++started, ++inflight;
-        }
-        int k = epoll_wait(cl.ep, evs.data(), (int)evs.size(), 100);
-        for (int i = 0; i < k; ++i) {
-            int id = (int)evs[i].data.u64;
-            int fd = fds[id];
-            if (state[id] == 0) {
-                int err = Client::sock_error(fd);
-                if (err) die("idle connect %d: %s", id, strerror(err));
-                fill_msg(msg, SZ, id, 0);
-                if (!write_all_nb(fd, msg, SZ)) die("idle write: %s", strerror(errno));
-                state[id] = 1;
-                cl.mod(fd, EPOLLIN, (uint64_t)id);
-            } else if (state[id] == 1) {
-                ssize_t r = read(fd, buf, sizeof buf);
-                if (r == 0) die("idle connection %d closed by peer during setup", id);
-                if (r < 0) {
-                    if (errno == EAGAIN) continue;
-                    die("idle read: %s", strerror(errno));
-                }
-                got[id] += (int)r;
-                if (got[id] > (int)SZ) die("idle connection %d: too many bytes", id);
-                if (got[id] == (int)SZ) {
-                    state[id] = 2;
-                    // stay registered: any later event means the proxy broke the idle connection
-                    cl.mod(fd, EPOLLIN | EPOLLRDHUP, (uint64_t)id | (1ULL << 40));
-                    ++done, --inflight;
-                    last = now();
-                }
-            }
-        }
-        if (now() - last > cl.stall) die("stall opening idle connections (%d of %d done)", done, n);
-    }
-    return fds;
+ private:
+  void on_event(int id);
+
+  Client& cl_;
+  std::vector<int> fds_, got_, state_;  // state: 0 connecting, 1 waiting for the echo, 2 done
+  int done_ = 0, inflight_ = 0;
+  double last_ = 0;
+};
+
+void IdleOpener::on_event(int id) {
+  int fd = fds_[size_t(id)];
+  uint8_t buf[64], msg[kIdleMsg];
+  if (state_[size_t(id)] == 0) {
+    if (int err = so_error(fd)) fail("idle connect %d: %s", id, why(err));
+    fill_msg(msg, kIdleMsg, uint64_t(id), 0);
+    if (!write_all_nb(fd, msg, kIdleMsg)) fail("idle write: %s", why(errno));
+    state_[size_t(id)] = 1;
+    cl_.mod(fd, EPOLLIN, uint64_t(id));
+    return;
+  }
+  if (state_[size_t(id)] != 1) return;
+  ssize_t r = read(fd, buf, sizeof buf);
+  if (r == 0) fail("idle connection %d closed by peer during setup", id);
+  if (r < 0 && errno == EAGAIN) return;
+  if (r < 0) fail("idle read: %s", why(errno));
+  got_[size_t(id)] += int(r);
+  if (got_[size_t(id)] > int(kIdleMsg)) fail("idle connection %d: too many bytes", id);
+  if (got_[size_t(id)] < int(kIdleMsg)) return;
+  state_[size_t(id)] = 2;
+  // Stay registered: any later event means the proxy broke the idle connection.
+  cl_.mod(fd, EPOLLIN | EPOLLRDHUP, uint64_t(id) | kIdleTag);
+  ++done_, --inflight_;
+  last_ = now();
 }
 
-// final check: one more echo exchange on every idle connection
+std::vector<int> IdleOpener::open(int conc) {
+  int n = int(fds_.size()), started = 0;
+  last_ = now();
+  std::vector<epoll_event> evs(256);
+  while (done_ < n) {
+    for (; inflight_ < conc && started < n; ++started, ++inflight_)
+      fds_[size_t(started)] = cl_.start_connect(uint64_t(started));
+    int k = cl_.wait(evs);
+    for (int i = 0; i < k; ++i) on_event(int(evs[size_t(i)].data.u64));
+    if (now() - last_ > cl_.stall) fail("stall opening idle connections (%d of %d done)", done_, n);
+  }
+  return fds_;
+}
+
+// The final check: one more echo exchange on every idle connection; how many failed.
 int check_idle(std::vector<int>& fds) {
-    const size_t SZ = 16;
-    uint8_t msg[SZ], buf[64];
-    int bad = 0;
-    for (size_t i = 0; i < fds.size(); ++i) {
-        fill_msg(msg, SZ, i, 1);
-        if (!write_all_nb(fds[i], msg, SZ)) ++bad;
+  uint8_t msg[kIdleMsg], buf[64];
+  int bad = 0;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    fill_msg(msg, kIdleMsg, i, 1);
+    if (!write_all_nb(fds[i], msg, kIdleMsg)) ++bad;
+  }
+  double t0 = now();
+  for (size_t i = 0; i < fds.size(); ++i) {
+    size_t got = 0;
+    while (got < kIdleMsg) {
+      ssize_t r = read(fds[i], buf, sizeof buf);
+      if (r > 0) {
+        got += size_t(r);
+        continue;
+      }
+      if (r < 0 && errno == EAGAIN && now() - t0 < 10) {
+        usleep(200);
+        continue;
+      }
+      break;
     }
-    double t0 = now();
-    for (size_t i = 0; i < fds.size(); ++i) {
-        size_t got = 0;
-        while (got < SZ) {
-            ssize_t r = read(fds[i], buf, sizeof buf);
-            if (r > 0) { got += r; continue; }
-            if (r < 0 && errno == EAGAIN && now() - t0 < 10) { usleep(200); continue; }
-            break;
-        }
-        if (got != SZ) ++bad;
-    }
-    return bad;
+    if (got != kIdleMsg) ++bad;
+  }
+  return bad;
 }
 
 // ---------------------------------------------------------------- short connections
 
-int cmd_short(const Args& a) {
-    Client cl(a);
-    int total = (int)a.num("conns", 20000);
-    int conc = (int)a.num("conc", 32);
-    size_t size = (size_t)a.num("size", 64);
-    struct S { int fd = -1; int state = 0; size_t got = 0; double t0 = 0; uint64_t id = 0; };
-    std::vector<S> slots(conc);
-    std::vector<double> lat;
-    lat.reserve(total);
-    std::vector<uint8_t> msg(size), buf(std::max<size_t>(size, 4096));
-    int started = 0, completed = 0, errors = 0;
-    std::vector<epoll_event> evs(256);
-    long long cpu0 = proc_cpu_us(cl.pid);
-    double t0 = now(), last = t0;
-    char firsterr[128] = "";
-    auto fail = [&](S& s, const char* why) {
-        ++errors;
-        if (!firsterr[0]) snprintf(firsterr, sizeof firsterr, "conn_%" PRIu64 "_%s", s.id, why);
-        close(s.fd);
-        s.fd = -1;
-        ++completed;
-        last = now();
-    };
-    auto launch = [&](int slot) {
-        S& s = slots[slot];
-        s.id = (uint64_t)started++;
-        s.state = 0;
-        s.got = 0;
-        s.t0 = now();
-        s.fd = cl.start_connect((uint64_t)slot);
-    };
-    for (int i = 0; i < conc && started < total; ++i) launch(i);
-    while (completed < total) {
-        int k = epoll_wait(cl.ep, evs.data(), (int)evs.size(), 100);
-        for (int i = 0; i < k; ++i) {
-            int slot = (int)evs[i].data.u64;
-            S& s = slots[slot];
-            if (s.fd < 0) continue;
-            if (s.state == 0) {
-                int err = Client::sock_error(s.fd);
-                if (err) { fail(s, strerror(err)); continue; }
-                fill_msg(msg.data(), size, s.id, 0);
-                if (write(s.fd, msg.data(), size) != (ssize_t)size) { fail(s, "write"); continue; }
-                s.state = 1;
-                cl.mod(s.fd, EPOLLIN, (uint64_t)slot);
-            } else {
-                ssize_t r = read(s.fd, buf.data(), buf.size());
-                if (r < 0 && errno == EAGAIN) continue;
-                if (r <= 0) { fail(s, r == 0 ? "eof_before_echo" : strerror(errno)); continue; }
-                fill_msg(msg.data(), size, s.id, 0);
-                if (s.got + r > size || memcmp(buf.data(), msg.data() + s.got, r) != 0) {
-                    fail(s, "bad_echo");
-                    continue;
-                }
-                s.got += r;
-                if (s.got < size) continue;
-                double t = now();
-                lat.push_back(t - s.t0);
-                close(s.fd);
-                s.fd = -1;
-                ++completed;
-                last = t;
-            }
-        }
-        // relaunch free slots (after successful completion)
-        for (int i = 0; i < conc; ++i)
-            if (slots[i].fd < 0 && started < total) launch(i);
-        if (now() - last > cl.stall) die("stall: %d of %d connections completed, %d errors", completed, total, errors);
-    }
-    double el = now() - t0;
-    long long cpu1 = proc_cpu_us(cl.pid);
-    std::sort(lat.begin(), lat.end());
-    auto pct = [&](double p) { return lat.empty() ? 0 : lat[std::min(lat.size() - 1, (size_t)(p * lat.size()))] * 1e6; };
-    printf("rate=%.1f p50_us=%.1f p99_us=%.1f conns=%d errors=%d secs=%.3f", total / el, pct(0.50), pct(0.99), total, errors, el);
-    if (cpu0 >= 0 && cpu1 >= 0) printf(" cpu_us=%lld cpu_per_unit=%.2f", cpu1 - cpu0, (double)(cpu1 - cpu0) / total);
-    if (errors) printf(" error=%d_failed_connections_first:%s", errors, firsterr);
-    printf("\n");
-    if (!proc_alive(cl.pid)) { printf("error=proxy_died\n"); return 1; }
-    return errors ? 1 : 0;
+// conc slots, each running one connection after the other: connect, send
+// size bytes, read the echo, close.
+class ShortRun {
+ public:
+  ShortRun(const Args& a)
+      : cl_(a), total_(a.count("conns", 20000)), size_(size_t(a.num("size", 64, 1 << 20))),
+        slots_(size_t(a.count("conc", 32))), msg_(size_), buf_(std::max<size_t>(size_, 4096)) {
+    lat_.reserve(size_t(total_));
+  }
+  int run();
+
+ private:
+  struct Slot {
+    int fd = -1;
+    int state = 0;  // 0 connecting, 1 reading the echo
+    size_t got = 0;
+    double t0 = 0;
+    uint64_t id = 0;
+  };
+  void launch(Slot& s);
+  void failed(Slot& s, const char* why);
+  void on_event(int slot);
+  void on_echo(Slot& s);
+  int report(double el, long long cpu0);
+
+  Client cl_;
+  int total_;
+  size_t size_;
+  std::vector<Slot> slots_;
+  std::vector<uint8_t> msg_, buf_;
+  std::vector<double> lat_;
+  int started_ = 0, completed_ = 0, errors_ = 0;
+  double last_ = 0;
+  std::string first_error_;
+};
+
+void ShortRun::failed(Slot& s, const char* why) {
+  ++errors_;
+  if (first_error_.empty()) first_error_ = fmt("conn_%" PRIu64 "_%s", s.id, why).substr(0, 127);
+  close(s.fd);
+  s.fd = -1;
+  ++completed_;
+  last_ = now();
+}
+
+void ShortRun::launch(Slot& s) {
+  s.id = uint64_t(started_++);
+  s.state = 0;
+  s.got = 0;
+  s.t0 = now();
+  s.fd = cl_.start_connect(uint64_t(&s - slots_.data()));
+}
+
+void ShortRun::on_echo(Slot& s) {
+  ssize_t r = read(s.fd, buf_.data(), buf_.size());
+  if (r < 0 && errno == EAGAIN) return;
+  if (r <= 0) return failed(s, r == 0 ? "eof_before_echo" : why(errno));
+  fill_msg(msg_.data(), size_, s.id, 0);
+  if (s.got + size_t(r) > size_ || std::memcmp(buf_.data(), msg_.data() + s.got, size_t(r)) != 0)
+    return failed(s, "bad_echo");
+  s.got += size_t(r);
+  if (s.got < size_) return;
+  double t = now();
+  lat_.push_back(t - s.t0);
+  close(s.fd);
+  s.fd = -1;
+  ++completed_;
+  last_ = t;
+}
+
+void ShortRun::on_event(int slot) {
+  Slot& s = slots_[size_t(slot)];
+  if (s.fd < 0) return;
+  if (s.state != 0) return on_echo(s);
+  if (int err = so_error(s.fd)) return failed(s, why(err));
+  fill_msg(msg_.data(), size_, s.id, 0);
+  if (write(s.fd, msg_.data(), size_) != ssize_t(size_)) return failed(s, "write");
+  s.state = 1;
+  cl_.mod(s.fd, EPOLLIN, uint64_t(slot));
+}
+
+int ShortRun::report(double el, long long cpu0) {
+  long long cpu1 = proc_cpu_us(cl_.pid);
+  std::sort(lat_.begin(), lat_.end());
+  auto pct = [&](double p) {
+    return lat_.empty() ? 0 : lat_[std::min(lat_.size() - 1, size_t(p * double(lat_.size())))] * 1e6;
+  };
+  std::printf("rate=%.1f p50_us=%.1f p99_us=%.1f conns=%d errors=%d secs=%.3f", total_ / el, pct(0.50), pct(0.99),
+              total_, errors_, el);
+  if (cpu0 >= 0 && cpu1 >= 0) std::printf(" cpu_us=%lld cpu_per_unit=%.2f", cpu1 - cpu0, double(cpu1 - cpu0) / total_);
+  if (errors_) std::printf(" error=%d_failed_connections_first:%s", errors_, first_error_.c_str());
+  std::printf("\n");
+  if (!proc_alive(cl_.pid)) {
+    std::printf("error=proxy_died\n");
+    return 1;
+  }
+  return errors_ ? 1 : 0;
+}
+
+int ShortRun::run() {
+  std::vector<epoll_event> evs(256);
+  long long cpu0 = proc_cpu_us(cl_.pid);
+  double t0 = now();
+  last_ = t0;
+  for (auto& s : slots_)
+    if (started_ < total_) launch(s);
+  while (completed_ < total_) {
+    int k = cl_.wait(evs);
+    for (int i = 0; i < k; ++i) on_event(int(evs[size_t(i)].data.u64));
+    // Free slots (after a completion) take the next connection.
+    for (auto& s : slots_)
+      if (s.fd < 0 && started_ < total_) launch(s);
+    if (now() - last_ > cl_.stall)
+      fail("stall: %d of %d connections completed, %d errors", completed_, total_, errors_);
+  }
+  return report(now() - t0, cpu0);
 }
 
 // ---------------------------------------------------------------- ping-pong
 
-int cmd_pingpong(const Args& a) {
-    raise_nofile();
-    Client cl(a);
-    int nconn = (int)a.num("conns", 1);
-    size_t size = (size_t)a.num("size", 64);
-    double secs = a.dbl("secs", 3);
-    int nidle = (int)a.num("idle", 0);
-    if (size < 17) size = 17;
+// nconn connections each echoing one message of size bytes after the
+// other for secs (after 0.2 s of warm-up), optionally with nidle idle
+// relayed connections open meanwhile.
+class PingPong {
+ public:
+  explicit PingPong(const Args& a)
+      : a_(a), cl_(a), nconn_(a.count("conns", 1)), size_(std::max<size_t>(17, size_t(a.num("size", 64, 1 << 20)))),
+        secs_(a.secs("secs", 3)), nidle_(a.count("idle", 0)), ps_(size_t(nconn_)),
+        buf_(std::max<size_t>(size_ * 2, 65536)) {}
+  int run();
 
-    long rss0 = -1, rss1 = -1;
-    std::vector<int> idle;
-    double idle_secs = 0;
-    if (nidle > 0) {
-        rss0 = proc_rss_kb(cl.pid);
-        double t = now();
-        idle = open_idle(cl, nidle, (int)a.num("idleconc", 64));
-        idle_secs = now() - t;
-        usleep(300000);
-        rss1 = proc_rss_kb(cl.pid);
-    }
+ private:
+  struct Peer {
+    int fd = -1;
+    uint64_t counter = 0;
+    size_t got = 0;
+    std::vector<uint8_t> msg;
+  };
+  void open_idle();
+  void send_next(int i);
+  void on_idle_event(uint64_t tag);
+  void on_echo(uint64_t tag, double t);
+  bool all_answered() const;
+  int report(double el, long long cpu0);
 
-    struct P { int fd; uint64_t counter = 0; size_t got = 0; std::vector<uint8_t> msg; };
-    std::vector<P> ps(nconn);
-    for (int i = 0; i < nconn; ++i) {
-        ps[i].fd = cl.connect_blocking();
-        ps[i].msg.resize(size);
-        epoll_event e{};
-        e.events = EPOLLIN | EPOLLRDHUP;
-        e.data.u64 = (uint64_t)i;
-        epoll_ctl(cl.ep, EPOLL_CTL_ADD, ps[i].fd, &e);
+  const Args& a_;
+  Client cl_;
+  int nconn_;
+  size_t size_;
+  double secs_;
+  int nidle_;
+  std::vector<Peer> ps_;
+  std::vector<uint8_t> buf_;
+  std::vector<int> idle_;
+  long rss0_ = -1, rss1_ = -1;
+  double idle_secs_ = 0;
+  uint64_t rts_ = 0;
+  int idle_broken_ = 0;
+  bool measuring_ = false;
+  double tend_ = 0, last_ = 0;
+};
+
+void PingPong::open_idle() {
+  rss0_ = proc_rss_kb(cl_.pid);
+  double t = now();
+  idle_ = IdleOpener(cl_, nidle_).open(a_.count("idleconc", 64));
+  idle_secs_ = now() - t;
+  usleep(300000);
+  rss1_ = proc_rss_kb(cl_.pid);
+}
+
+void PingPong::send_next(int i) {
+  Peer& p = ps_[size_t(i)];
+  fill_msg(p.msg.data(), size_, uint64_t(i), p.counter);
+  p.got = 0;
+  if (!write_all_nb(p.fd, p.msg.data(), size_)) fail("pingpong write: %s", why(errno));
+}
+
+// An idle connection got an event: the proxy broke it.
+void PingPong::on_idle_event(uint64_t tag) {
+  int fd = idle_[tag & 0xFFFFFFFF];
+  ssize_t r = read(fd, buf_.data(), buf_.size());
+  if (r == 0 || (r < 0 && errno != EAGAIN)) {
+    ++idle_broken_;
+    epoll_ctl(cl_.ep.get(), EPOLL_CTL_DEL, fd, nullptr);
+  }
+}
+
+void PingPong::on_echo(uint64_t tag, double t) {
+  Peer& p = ps_[tag];
+  ssize_t r = read(p.fd, buf_.data(), buf_.size());
+  if (r < 0 && errno == EAGAIN) return;
+  if (r <= 0)
+    fail("pingpong connection %d: %s after %" PRIu64 " round trips", int(tag), r == 0 ? "closed by peer" : why(errno),
+         rts_);
+  if (p.got + size_t(r) > size_ || std::memcmp(buf_.data(), p.msg.data() + p.got, size_t(r)) != 0)
+    fail("pingpong connection %d: bad echo data at round trip %" PRIu64, int(tag), p.counter);
+  p.got += size_t(r);
+  if (p.got != size_) return;
+  ++p.counter;
+  if (measuring_) ++rts_;
+  last_ = t;
+  if (t < tend_ || !measuring_) send_next(int(tag));
+}
+
+bool PingPong::all_answered() const {
+  return std::all_of(ps_.begin(), ps_.end(), [&](const Peer& p) { return p.got == size_; });
+}
+
+int PingPong::report(double el, long long cpu0) {
+  long long cpu1 = proc_cpu_us(cl_.pid);
+  int idle_bad = idle_.empty() ? 0 : check_idle(idle_);
+  uint64_t rts_total = 0;  // including warm-up (for syscall counting)
+  for (auto& p : ps_) rts_total += p.counter;
+  std::printf("rate=%.1f rt_us=%.2f rts=%" PRIu64 " rts_total=%" PRIu64 " conns=%d size=%zu secs=%.3f",
+              double(rts_) / el, el / double(rts_) * 1e6 * nconn_, rts_, rts_total, nconn_, size_, el);
+  if (cpu0 >= 0 && cpu1 >= 0)
+    std::printf(" cpu_us=%lld cpu_per_unit=%.3f", cpu1 - cpu0, double(cpu1 - cpu0) / double(rts_));
+  if (nidle_ > 0) {
+    std::printf(" idle=%d idle_open_secs=%.3f", nidle_, idle_secs_);
+    if (rss0_ >= 0 && rss1_ >= 0)
+      std::printf(" rss0_kb=%ld rss1_kb=%ld idle_bytes_per_conn=%.0f", rss0_, rss1_,
+                  double(rss1_ - rss0_) * 1024.0 / nidle_);
+    std::printf(" idle_broken=%d idle_check_failed=%d", idle_broken_, idle_bad);
+  }
+  int rc = 0;
+  if (idle_broken_ || idle_bad) {
+    std::printf(" error=%d_idle_connections_broken", idle_broken_ + idle_bad);
+    rc = 1;
+  }
+  std::printf("\n");
+  for (int fd : idle_) close(fd);
+  if (!proc_alive(cl_.pid)) {
+    std::printf("error=proxy_died\n");
+    return 1;
+  }
+  return rc;
+}
+
+int PingPong::run() {
+  raise_fd_limit();
+  if (nidle_ > 0) open_idle();
+  for (int i = 0; i < nconn_; ++i) {
+    Peer& p = ps_[size_t(i)];
+    p.fd = cl_.connect_blocking();
+    p.msg.resize(size_);
+    cl_.add(p.fd, EPOLLIN | EPOLLRDHUP, uint64_t(i));
+  }
+  std::vector<epoll_event> evs(256);
+  double t0 = now();
+  tend_ = t0 + 0.2;  // 0.2 s of warm-up
+  last_ = t0;
+  long long cpu0 = -1;
+  for (int i = 0; i < nconn_; ++i) send_next(i);
+  for (;;) {
+    int k = cl_.wait(evs);
+    double t = now();
+    for (int i = 0; i < k; ++i) {
+      uint64_t tag = evs[size_t(i)].data.u64;
+      if (tag >> 40) on_idle_event(tag);
+      else on_echo(tag, t);
     }
-    std::vector<uint8_t> buf(std::max<size_t>(size * 2, 65536));
-    std::vector<epoll_event> evs(256);
-    uint64_t rts = 0;
-    int idle_broken = 0;
-    bool measuring = false;
-    double t0 = now(), tend = t0 + 0.2;  // 0.2 s warm-up
-    long long cpu0 = -1;
-    double last = t0;
-    auto send_next = [&](int i) {
-        P& p = ps[i];
-        fill_msg(p.msg.data(), size, i, p.counter);
-        p.got = 0;
-        if (!write_all_nb(p.fd, p.msg.data(), size)) die("pingpong write: %s", strerror(errno));
-    };
-    for (int i = 0; i < nconn; ++i) send_next(i);
-    for (;;) {
-        int k = epoll_wait(cl.ep, evs.data(), (int)evs.size(), 100);
-        double t = now();
-        for (int i = 0; i < k; ++i) {
-            uint64_t tag = evs[i].data.u64;
-            if (tag >> 40) {  // an idle connection got an event
-                int fd = idle[tag & 0xFFFFFFFF];
-                ssize_t r = read(fd, buf.data(), buf.size());
-                if (r == 0 || (r < 0 && errno != EAGAIN)) {
-                    ++idle_broken;
-                    epoll_ctl(cl.ep, EPOLL_CTL_DEL, fd, nullptr);
-                }
-                continue;
-            }
-            P& p = ps[tag];
-            ssize_t r = read(p.fd, buf.data(), buf.size());
-            if (r < 0 && errno == EAGAIN) continue;
-            if (r <= 0) die("pingpong connection %d: %s after %" PRIu64 " round trips", (int)tag, r == 0 ? "closed by peer" : strerror(errno), rts);
-            if (p.got + r > size || memcmp(buf.data(), p.msg.data() + p.got, r) != 0)
-                die("pingpong connection %d: bad echo data at round trip %" PRIu64, (int)tag, p.counter);
-            p.got += r;
-            if (p.got == size) {
-                ++p.counter;
-                if (measuring) ++rts;
-                last = t;
-                if (t < tend || !measuring) send_next((int)tag);
-            }
-        }
-        if (!measuring && t >= tend) {
-            // warm-up over: wait until everything is in flight again, then measure
-            measuring = true;
-            cpu0 = proc_cpu_us(cl.pid);
-            t0 = now();
-            tend = t0 + secs;
-            rts = 0;
-        }
-        if (measuring && t >= tend) {
-            bool all = true;
-            for (auto& p : ps)
-                if (p.got != size) all = false;
-            if (all) break;
-        }
-        if (t - last > cl.stall) die("stall: no echo for %.0f s after %" PRIu64 " round trips", cl.stall, rts);
+    if (!measuring_ && t >= tend_) {
+      // The warm-up is over: everything is in flight again; measure.
+      measuring_ = true;
+      cpu0 = proc_cpu_us(cl_.pid);
+      t0 = now();
+      tend_ = t0 + secs_;
+      rts_ = 0;
     }
-    double el = now() - t0;
-    long long cpu1 = proc_cpu_us(cl.pid);
-    int idle_bad = 0;
-    if (!idle.empty()) idle_bad = check_idle(idle);
-    uint64_t rts_total = 0;  // including warm-up (for syscall counting)
-    for (auto& p : ps) rts_total += p.counter;
-    printf("rate=%.1f rt_us=%.2f rts=%" PRIu64 " rts_total=%" PRIu64 " conns=%d size=%zu secs=%.3f", rts / el,
-           el / rts * 1e6 * nconn, rts, rts_total, nconn, size, el);
-    if (cpu0 >= 0 && cpu1 >= 0) printf(" cpu_us=%lld cpu_per_unit=%.3f", cpu1 - cpu0, (double)(cpu1 - cpu0) / rts);
-    if (nidle > 0) {
-        printf(" idle=%d idle_open_secs=%.3f", nidle, idle_secs);
-        if (rss0 >= 0 && rss1 >= 0)
-            printf(" rss0_kb=%ld rss1_kb=%ld idle_bytes_per_conn=%.0f", rss0, rss1, (rss1 - rss0) * 1024.0 / nidle);
-        printf(" idle_broken=%d idle_check_failed=%d", idle_broken, idle_bad);
-    }
-    int rc = 0;
-    if (idle_broken || idle_bad) {
-        printf(" error=%d_idle_connections_broken", idle_broken + idle_bad);
-        rc = 1;
-    }
-    printf("\n");
-    for (int fd : idle) close(fd);
-    if (!proc_alive(cl.pid)) { printf("error=proxy_died\n"); return 1; }
-    return rc;
+    if (measuring_ && t >= tend_ && all_answered()) break;
+    if (t - last_ > cl_.stall) fail("stall: no echo for %.0f s after %" PRIu64 " round trips", cl_.stall, rts_);
+  }
+  return report(now() - t0, cpu0);
 }
 
 // ---------------------------------------------------------------- bulk
 
-int cmd_bulk(const Args& a) {
-    Client cl(a);
-    std::string dir = a.str("dir", "up");
-    bool up = dir == "up";
-    if (!up && dir != "down") die("--dir must be up or down");
-    int nconn = (int)a.num("conns", 4);
-    uint64_t bytes = (uint64_t)a.num("bytes", 512LL << 20);
-    const size_t CH = 256 * 1024;
-    struct B {
-        int fd;
-        uint64_t seed, off = 0;
-        std::vector<uint8_t> buf;
-        size_t bpos = 0, blen = 0;
-        uint8_t verdict[9];
-        int vlen = 0;
-        bool done = false;
-    };
-    std::vector<B> bs(nconn);
-    std::vector<uint8_t> rbuf(CH);
-    long long cpu0 = proc_cpu_us(cl.pid);
-    double t0 = now(), last = t0;
-    std::mt19937_64 rng((uint64_t)getpid() * 7919 + (uint64_t)(t0 * 1e6));
-    for (int i = 0; i < nconn; ++i) {
-        B& b = bs[i];
-        b.fd = cl.connect_blocking();
-        b.seed = rng();
-        uint8_t h[17];
-        h[0] = up ? 'S' : 'R';
-        put64(h + 1, b.seed);
-        put64(h + 9, bytes);
-        if (!write_all_nb(b.fd, h, 17)) die("bulk header write: %s", strerror(errno));
-        if (up) b.buf.resize(CH);
-        epoll_event e{};
-        e.events = up ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
-        e.data.u64 = (uint64_t)i;
-        epoll_ctl(cl.ep, EPOLL_CTL_ADD, b.fd, &e);
+// nconn connections each sending (up: to a sink that verifies) or
+// receiving (down: from a source, verified here) bytes of their own stream.
+class Bulk {
+ public:
+  explicit Bulk(const Args& a)
+      : cl_(a), dir_(a.str("dir", "up")), up_(dir_ == "up"), bytes_(a.num("bytes", 512ULL << 20)),
+        bs_(size_t(a.count("conns", 4))), rbuf_(kChunk) {
+    if (!up_ && dir_ != "down") fail("--dir must be up or down");
+  }
+  int run();
+
+ private:
+  static const size_t kChunk = 256 * 1024;
+  struct Stream {
+    Fd fd;
+    uint64_t seed = 0, off = 0;
+    std::vector<uint8_t> buf;
+    size_t bpos = 0, blen = 0;
+    uint8_t verdict[9];
+    int vlen = 0;
+    bool done = false;
+  };
+  void start(int id, uint64_t seed);
+  void send_some(int id);
+  void read_some(int id);
+  bool take_verdict(int id, ssize_t r);
+  bool take_data(int id, ssize_t r);
+  void finished(Stream& b) {
+    b.done = true;
+    ++ndone_;
+  }
+
+  Client cl_;
+  std::string dir_;
+  bool up_;
+  uint64_t bytes_;
+  std::vector<Stream> bs_;
+  std::vector<uint8_t> rbuf_;
+  int ndone_ = 0;
+  double last_ = 0;
+};
+
+void Bulk::start(int id, uint64_t seed) {
+  Stream& b = bs_[size_t(id)];
+  b.fd.reset(cl_.connect_blocking());
+  b.seed = seed;
+  uint8_t h[17];
+  h[0] = up_ ? 'S' : 'R';
+  put64(h + 1, b.seed);
+  put64(h + 9, bytes_);
+  if (!write_all_nb(b.fd.get(), h, 17)) fail("bulk header write: %s", why(errno));
+  if (up_) b.buf.resize(kChunk);
+  cl_.add(b.fd.get(), up_ ? (EPOLLIN | EPOLLOUT) : EPOLLIN, uint64_t(id));
+}
+
+// Up: writes the next chunks of the stream until the socket is full.
+void Bulk::send_some(int id) {
+  Stream& b = bs_[size_t(id)];
+  while (b.off < bytes_) {
+    if (b.bpos == b.blen) {
+      b.blen = size_t(std::min<uint64_t>(kChunk, bytes_ - b.off));
+      pat.gen(b.buf.data(), b.off, b.blen, b.seed);
+      b.bpos = 0;
     }
-    int ndone = 0;
-    std::vector<epoll_event> evs(64);
-    while (ndone < nconn) {
-        int k = epoll_wait(cl.ep, evs.data(), (int)evs.size(), 100);
-        for (int i = 0; i < k; ++i) {
-            int id = (int)evs[i].data.u64;
-            B& b = bs[id];
-            if (b.done) continue;
-            uint32_t ev = evs[i].events;
-            if (up && (ev & EPOLLOUT) && b.off < bytes) {
-                for (;;) {
-                    if (b.bpos == b.blen) {
-                        if (b.off + b.blen >= bytes) break;
-                        uint64_t start = b.off;
-                        b.blen = (size_t)std::min<uint64_t>(CH, bytes - start);
-                        pat.gen(b.buf.data(), start, b.blen, b.seed);
-                        b.bpos = 0;
-                    }
-                    ssize_t w = write(b.fd, b.buf.data() + b.bpos, b.blen - b.bpos);
-                    if (w < 0) {
-                        if (errno == EAGAIN) break;
-                        if (errno == EINTR) continue;
-                        die("bulk up conn %d: write: %s at offset %" PRIu64, id, strerror(errno), b.off);
-                    }
-                    b.bpos += w;
-                    b.off += w;
-                    last = now();
-                    if (b.bpos == b.blen) {
-                        b.bpos = b.blen = 0;
-                        if (b.off >= bytes) break;
-                    }
-                }
-                if (b.off >= bytes) cl.mod(b.fd, EPOLLIN, (uint64_t)id);
-            }
-            if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                for (int rounds = 0; rounds < 8; ++rounds) {
-                    ssize_t r = read(b.fd, rbuf.data(), rbuf.size());
-                    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
-                    if (r < 0) die("bulk %s conn %d: read: %s at offset %" PRIu64, dir.c_str(), id, strerror(errno), b.off);
-                    if (r == 0) die("bulk %s conn %d: closed by peer at offset %" PRIu64 " of %" PRIu64, dir.c_str(), id, b.off, bytes);
-                    last = now();
-                    if (up) {
-                        if (b.vlen + r > 9) die("bulk up conn %d: unexpected bytes from server", id);
-                        memcpy(b.verdict + b.vlen, rbuf.data(), r);
-                        b.vlen += (int)r;
-                        if (b.verdict[0] == 'O' && b.vlen == 1) { b.done = true; ++ndone; break; }
-                        if (b.verdict[0] == 'F' && b.vlen == 9)
-                            die("bulk up conn %d: server saw corrupt data at offset %" PRIu64 " (sent %" PRIu64 ")", id, get64(b.verdict + 1), b.off);
-                        if (b.verdict[0] != 'O' && b.verdict[0] != 'F') die("bulk up conn %d: bad verdict byte", id);
-                    } else {
-                        if (b.off + r > bytes) die("bulk down conn %d: got more than %" PRIu64 " bytes", id, bytes);
-                        uint64_t bad = pat.check(rbuf.data(), b.off, (size_t)r, b.seed);
-                        if (bad != UINT64_MAX) die("bulk down conn %d: corrupt data at offset %" PRIu64, id, bad);
-                        b.off += r;
-                        if (b.off == bytes) { b.done = true; ++ndone; break; }
-                        if ((size_t)r < rbuf.size()) break;
-                    }
-                }
-            }
-        }
-        if (now() - last > cl.stall) {
-            std::string st;
-            for (auto& b : bs) st += std::to_string(b.off) + (b.done ? "(done)" : "") + ",";
-            die("stall: no progress for %.0f s; per-connection offsets %s", cl.stall, st.c_str());
-        }
+    ssize_t w = write(b.fd.get(), b.buf.data() + b.bpos, b.blen - b.bpos);
+    if (w < 0 && errno == EAGAIN) break;
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) fail("bulk up conn %d: write: %s at offset %" PRIu64, id, why(errno), b.off);
+    b.bpos += size_t(w);
+    b.off += uint64_t(w);
+    last_ = now();
+    if (b.bpos == b.blen) b.bpos = b.blen = 0;
+  }
+  if (b.off >= bytes_) cl_.mod(b.fd.get(), EPOLLIN, uint64_t(id));
+}
+
+// Up: the sink's verdict; true once it is complete.
+bool Bulk::take_verdict(int id, ssize_t r) {
+  Stream& b = bs_[size_t(id)];
+  if (b.vlen + r > 9) fail("bulk up conn %d: unexpected bytes from server", id);
+  std::memcpy(b.verdict + b.vlen, rbuf_.data(), size_t(r));
+  b.vlen += int(r);
+  if (b.verdict[0] == 'O' && b.vlen == 1) return true;
+  if (b.verdict[0] == 'F' && b.vlen == 9)
+    fail("bulk up conn %d: server saw corrupt data at offset %" PRIu64 " (sent %" PRIu64 ")", id,
+         get64(b.verdict + 1), b.off);
+  if (b.verdict[0] != 'O' && b.verdict[0] != 'F') fail("bulk up conn %d: bad verdict byte", id);
+  return false;
+}
+
+// Down: checks the bytes; true once all have come.
+bool Bulk::take_data(int id, ssize_t r) {
+  Stream& b = bs_[size_t(id)];
+  if (b.off + uint64_t(r) > bytes_) fail("bulk down conn %d: got more than %" PRIu64 " bytes", id, bytes_);
+  uint64_t bad = pat.check(rbuf_.data(), b.off, size_t(r), b.seed);
+  if (bad != kNoMismatch) fail("bulk down conn %d: corrupt data at offset %" PRIu64, id, bad);
+  b.off += uint64_t(r);
+  return b.off == bytes_;
+}
+
+void Bulk::read_some(int id) {
+  Stream& b = bs_[size_t(id)];
+  for (int rounds = 0; rounds < 8; ++rounds) {
+    ssize_t r = read(b.fd.get(), rbuf_.data(), rbuf_.size());
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (r < 0) fail("bulk %s conn %d: read: %s at offset %" PRIu64, dir_.c_str(), id, why(errno), b.off);
+    if (r == 0)
+      fail("bulk %s conn %d: closed by peer at offset %" PRIu64 " of %" PRIu64, dir_.c_str(), id, b.off, bytes_);
+    last_ = now();
+    if (up_ ? take_verdict(id, r) : take_data(id, r)) return finished(b);
+    if (!up_ && size_t(r) < rbuf_.size()) return;
+  }
+}
+
+int Bulk::run() {
+  long long cpu0 = proc_cpu_us(cl_.pid);
+  double t0 = now();
+  last_ = t0;
+  std::mt19937_64 rng(uint64_t(getpid()) * 7919 + uint64_t(t0 * 1e6));
+  for (size_t i = 0; i < bs_.size(); ++i) start(int(i), rng());
+  std::vector<epoll_event> evs(64);
+  while (ndone_ < int(bs_.size())) {
+    int k = cl_.wait(evs);
+    for (int i = 0; i < k; ++i) {
+      int id = int(evs[size_t(i)].data.u64);
+      uint32_t ev = evs[size_t(i)].events;
+      if (bs_[size_t(id)].done) continue;
+      if (up_ && (ev & EPOLLOUT) && bs_[size_t(id)].off < bytes_) send_some(id);
+      if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_some(id);
     }
-    double el = now() - t0;
-    long long cpu1 = proc_cpu_us(cl.pid);
-    for (auto& b : bs) close(b.fd);
-    double total = (double)bytes * nconn;
-    printf("rate=%.1f bytes=%.0f secs=%.3f verified=1", total / el / 1e6, total, el);
-    if (cpu0 >= 0 && cpu1 >= 0) printf(" cpu_us=%lld cpu_per_unit=%.2f", cpu1 - cpu0, (cpu1 - cpu0) / 1000.0 / (total / 1e9));
-    printf("\n");
-    if (!proc_alive(cl.pid)) { printf("error=proxy_died\n"); return 1; }
-    return 0;
+    if (now() - last_ > cl_.stall) {
+      std::string st;
+      for (auto& b : bs_) st += std::to_string(b.off) + (b.done ? "(done)" : "") + ",";
+      fail("stall: no progress for %.0f s; per-connection offsets %s", cl_.stall, st.c_str());
+    }
+  }
+  double el = now() - t0;
+  long long cpu1 = proc_cpu_us(cl_.pid);
+  bs_.clear();  // closes them
+  double total = double(bytes_) * double(ndone_);
+  std::printf("rate=%.1f bytes=%.0f secs=%.3f verified=1", total / el / 1e6, total, el);
+  if (cpu0 >= 0 && cpu1 >= 0)
+    std::printf(" cpu_us=%lld cpu_per_unit=%.2f", cpu1 - cpu0, double(cpu1 - cpu0) / 1000.0 / (total / 1e9));
+  std::printf("\n");
+  if (!proc_alive(cl_.pid)) {
+    std::printf("error=proxy_died\n");
+    return 1;
+  }
+  return 0;
 }
 
 // ---------------------------------------------------------------- small commands
 
-int cmd_freeport() {
-    int lo = 32768, hi = 61000;
-    if (FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-        if (fscanf(f, "%d %d", &lo, &hi) != 2) lo = 32768, hi = 61000;
-        fclose(f);
-    }
-    std::mt19937 rng((unsigned)(getpid() ^ (unsigned)(now() * 1e6)));
-    for (int tries = 0; tries < 1000; ++tries) {
-        int p;
-        // prefer ports below the ephemeral range (no clash with outgoing connections)
-        if (lo > 12000) p = 10000 + (int)(rng() % (unsigned)(lo - 10000));
-        else p = hi + 1 + (int)(rng() % (unsigned)(65535 - hi));
-        if (p > 65535 || p < 1024) continue;
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in sa = make_addr("127.0.0.1", p);
-        bool ok = bind(fd, (sockaddr*)&sa, sizeof sa) == 0;
-        close(fd);
-        if (!ok) continue;
-        // also check nothing listens on the wildcard / other address
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in any{};
-        any.sin_family = AF_INET;
-        any.sin_port = htons(p);
-        ok = bind(fd, (sockaddr*)&any, sizeof any) == 0;
-        close(fd);
-        if (!ok) continue;
-        printf("%d\n", p);
-        return 0;
-    }
-    die("no free port found");
-}
-
 int cmd_wait(const Args& a) {
-    if (a.pos.empty()) die("wait needs a port");
-    int port = atoi(a.pos[0].c_str());
-    double secs = a.pos.size() > 1 ? atof(a.pos[1].c_str()) : 5;
-    sockaddr_in sa = make_addr(a.str("host", "127.0.0.1"), port);
-    double end = now() + secs;
-    while (now() < end) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int r = connect(fd, (sockaddr*)&sa, sizeof sa);
-        close(fd);
-        if (r == 0) return 0;
-        usleep(20000);
-    }
-    fprintf(stderr, "loadgen: port %d not accepting after %.1f s\n", port, secs);
-    return 1;
+  if (a.pos.empty()) die("wait needs a port");
+  int port = parse_int(a.pos[0].c_str(), "PORT", 1, 65535);
+  double secs = a.pos.size() > 1 ? parse_sec(a.pos[1].c_str(), "SECS") : 5;
+  std::string why;
+  if (wait_listening(a.str("host", "127.0.0.1"), port, 0, now() + secs, &why)) return 0;
+  std::fprintf(stderr, "loadgen wait: %s (%.1f s)\n", why.c_str(), secs);
+  return 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    signal(SIGPIPE, SIG_IGN);
-    raise_nofile();
-    setvbuf(stdout, nullptr, _IOLBF, 0);
-    if (argc < 2) {
-        fprintf(stderr, "usage: loadgen server|short|pingpong|bulk|freeport|wait|rss ...\n");
-        return 2;
-    }
-    std::string cmd = argv[1];
-    Args a(argc, argv, 2);
-    if (cmd == "server") return cmd_server(a);
-    if (cmd == "short") return cmd_short(a);
-    if (cmd == "pingpong") return cmd_pingpong(a);
-    if (cmd == "bulk") return cmd_bulk(a);
-    if (cmd == "freeport") return cmd_freeport();
-    if (cmd == "wait") return cmd_wait(a);
-    if (cmd == "rss") {
-        if (a.pos.empty()) die("rss needs a pid");
-        printf("%ld\n", proc_rss_kb(atoi(a.pos[0].c_str())));
-        return 0;
-    }
-    fprintf(stderr, "loadgen: unknown command %s\n", cmd.c_str());
+  g_tool = g_cmd = "loadgen";
+  signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: loadgen server|short|pingpong|bulk|freeport|wait|rss ...\n");
     return 2;
+  }
+  std::string cmd = argv[1];
+  g_cmd = argv[1];
+  Args a(argc, argv, 2);
+  if (cmd == "server") return cmd_server(a);
+  if (cmd == "short") return ShortRun(a).run();
+  if (cmd == "pingpong") return PingPong(a).run();
+  if (cmd == "bulk") return Bulk(a).run();
+  if (cmd == "freeport") return std::printf("%d\n", free_port()) < 0;
+  if (cmd == "wait") return cmd_wait(a);
+  if (cmd == "rss") {
+    if (a.pos.empty()) die("rss needs a pid");
+    std::printf("%ld\n", proc_rss_kb(parse_int(a.pos[0].c_str(), "PID", 1, 1 << 30)));
+    return 0;
+  }
+  std::fprintf(stderr, "loadgen: unknown command %s\n", cmd.c_str());
+  return 2;
 }

@@ -93,9 +93,9 @@ case $NOFILE in ''|*[!0-9]*) NOFILE=40000 ;; esac
 # ---------------------------------------------------------------- build
 
 LG=$BENCH/loadgen
-if [ ! -x "$LG" ] || [ "$BENCH/loadgen.cpp" -nt "$LG" ]; then
+if [ ! -x "$LG" ] || [ "$BENCH/loadgen.cpp" -nt "$LG" ] || [ "$ROOT/tests/testnet.hpp" -nt "$LG" ]; then
     log "building loadgen"
-    c++ -O2 -std=c++17 -Wall -o "$LG" "$BENCH/loadgen.cpp" || { log "loadgen build failed"; exit 1; }
+    c++ -O2 -std=c++17 -Wall -Wextra -o "$LG" "$BENCH/loadgen.cpp" || { log "loadgen build failed"; exit 1; }
 fi
 
 have() { command -v "$1" >/dev/null 2>&1; }

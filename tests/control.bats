@@ -27,33 +27,13 @@ hold_bg() { client_bg "$1" -m hold -i "$2" -g -H "$3" -x -t 30; }
 # state_of N: the S column of channel N of group 0 in show.
 state_of() { ctl show | awk -v n="$1" '$1 == 0 && $3 == n { print $4 }'; }
 
-# as_user: the prefix that runs a command as an unprivileged user (nobody when
-# we are root, ourselves otherwise) and, in U, a TMPDIR that user owns; UID_U
-# is that user's uid.
-as_user() {
-  if [ "$(id -u)" -ne 0 ]; then
-    AS_USER=()
-    U=$T
-    UID_U=$(id -u)
-    return
-  fi
-  command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
-  AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-  tools_for_others
-  U=$(mktemp -d /tmp/balance-ctl.XXXXXX)
-  echo "$U" >>"$T/rmdirs"
-  chmod 755 "$U"
-  chown nobody "$U"
-  UID_U=$(id -u nobody)
-}
-
 # user_balance NAME [OPTIONS] PORT CHANNEL...: balance without -S, as that
 # user, with TMPDIR=$U; returns once PORT listens.
 user_balance() {
   local name=$1 port=${*: -2:1}
   shift
   spawn "$name" "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" -f "$@"
-  "$HELPER" wait-listen -t 5 -b "${LISTEN:-127.0.0.1}" "$port"
+  listens "$name" "$port" "${LISTEN:-127.0.0.1}"
 }
 
 # user_ctl [OPTIONS] PORT: balance -c or -i as that user, with TMPDIR=$U.

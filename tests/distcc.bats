@@ -47,7 +47,7 @@ start_distccd() {
   # temporary files there; the test's TMPDIR may not be writable for it.
   spawn "$name" env TMPDIR=/tmp distccd --daemon --no-detach --log-stderr --verbose \
     --listen 127.0.0.1 --port "$port" --allow 127.0.0.1 --jobs "$jobs"
-  "$HELPER" wait-listen -t 10 -b 127.0.0.1 "$port" || { cat "$T/$name.err" >&2; return 1; }
+  LISTEN_WAIT=10 listens "$name" "$port" || { cat "$T/$name.err" >&2; return 1; }
 }
 
 # gen_sources DIR: NFILES translation units with a little to compile each

@@ -35,7 +35,7 @@ load test_helper
   # A second balance, with -d, is the back-end: it logs where connections come from.
   inner=$(free_port)
   spawn inner "$BALANCE" -f -d -S "$T/inner.sock" -b 127.0.0.1 "$inner" "127.0.0.1:$(port_of echo)"
-  "$HELPER" wait-listen -t 5 -b 127.0.0.1 "$inner"
+  listens inner "$inner"
   start_balance -B 127.0.0.2 -- "127.0.0.1:$inner"
   run -0 client -n 10 -x
   wait_for 5 grep -q "connection 1 from 127.0.0.2:" "$T/inner.err"

@@ -2,31 +2,16 @@
 # Hostile conditions (SPEC §3, §7 "Reliability"): integrity under load,
 # half-close with big payloads, resets and killed back-ends, back-pressure,
 # thousands of idle clients, fd exhaustion, dead and black-holed back-ends,
-# abusive command lines. Servers and clients come from tests/hostile.cpp
-# ($HOSTILE); memory, CPU and descriptors are read from /proc (Linux; the
+# abusive command lines. Servers and clients come from tests/helper.cpp
+# ($HELPER); memory, CPU and descriptors are read from /proc (Linux; the
 # tests that need it skip elsewhere). Loopback only; every wait is bounded;
 # everything started is killed by PID in teardown (test_helper.bash).
 # HOSTILE_NOTES=1 prints the measured numbers (RSS, CPU, times) on fd 3.
 
 load test_helper
 
-: "${HOSTILE:=$TESTS_DIR/build/hostile}"
-
-setup_file() {
-  [ -x "$HOSTILE" ] || { echo "no hostile tool at $HOSTILE (build tests/)" >&2; return 1; }
-}
-
-# _h_server NAME MODE [OPTIONS]: a hostile server on an ephemeral port of
-# 127.0.0.1 (or -p PORT); port_of NAME gives the port.
-_h_server() {
-  local name=$1 mode=$2
-  shift 2
-  spawn "$name" "$HOSTILE" "$mode" -N "$name" -P "$T/$name.port" -L 120 "$@"
-  wait_for 5 test -s "$T/$name.port"
-}
-
-# _h PROGRAM ARGS...: a hostile client against balance ($BAL_PORT).
-_h() { "$HOSTILE" "$@" "$BAL_ADDR" "$BAL_PORT"; }
+# _h PROGRAM ARGS...: a helper client against balance ($BAL_PORT).
+_h() { "$HELPER" "$@" "$BAL_ADDR" "$BAL_PORT"; }
 
 _h_need_proc() { [ -r /proc/self/stat ] || skip "needs /proc"; }
 
@@ -70,7 +55,7 @@ _h_no_fd_leak() {
 
 @test "64 parallel connections move random payloads of up to 64 MiB each way, every byte intact" {
   _h_need_proc
-  _h_server dup duplex -R "$T/dup.report"
+  start_server dup duplex -R "$T/dup.report"
   _h_balance -- "127.0.0.1:$(port_of dup)"
   # Sizes are uniform in [0, 64 MiB] each way (plus the edge cases 0, 1 and
   # 64 MiB): about 4 GiB through balance, ~5 s here. -C caps the sum at
@@ -84,14 +69,14 @@ _h_no_fd_leak() {
 }
 
 @test "64 parallel connections through an echo back-end get exactly their own bytes back" {
-  _h_server echo echo
+  start_server echo echo
   _h_balance -- "127.0.0.1:$(port_of echo)"
   run -0 _h integrity -m echo -c 64 -M 16 -t 60
   [[ ${lines[-1]} == "total ok=64 failed=0 "* ]]
 }
 
 @test "TCP urgent data in the middle of bulk streams is dropped and every other byte arrives" {
-  _h_server dup duplex -R "$T/dup.report"
+  start_server dup duplex -R "$T/dup.report"
   _h_balance -- "127.0.0.1:$(port_of dup)"
   # -F 4: both ends send one urgent byte (MSG_OOB) halfway through 4 MiB,
   # long after the streams went bulk (spliced on Linux). balance, like
@@ -105,7 +90,7 @@ _h_no_fd_leak() {
 # ---------------------------------------------------------------- 2. half-close
 
 @test "a client that shuts its write side after 8 MiB still receives a 16 MiB reply" {
-  _h_server dup duplex -R "$T/dup.report"
+  start_server dup duplex -R "$T/dup.report"
   _h_balance -- "127.0.0.1:$(port_of dup)"
   # The back-end starts its reply only once it has seen the client's FIN.
   run -0 _h halfclose -w client -u 8388608 -d 16777216 -t 30
@@ -113,7 +98,7 @@ _h_no_fd_leak() {
 }
 
 @test "a back-end that closes first after 8 MiB still receives a 16 MiB upload" {
-  _h_server dup duplex -R "$T/dup.report"
+  start_server dup duplex -R "$T/dup.report"
   _h_balance -- "127.0.0.1:$(port_of dup)"
   # The client starts its upload only once it has seen the back-end's FIN.
   run -0 _h halfclose -w server -u 16777216 -d 8388608 -t 30
@@ -125,7 +110,7 @@ _h_no_fd_leak() {
 
 @test "a back-end reset mid-stream reaches the client as a reset at once, reading or uploading" {
   _h_need_proc
-  _h_server rst reset-after -n 4194304
+  start_server rst reset-after -n 4194304
   _h_balance -- "127.0.0.1:$(port_of rst)"
   for upload in 0 67108864; do
     run -0 _h end -n "$upload" -t 10
@@ -142,7 +127,7 @@ _h_no_fd_leak() {
 
 @test "a client reset mid-stream reaches the back-end at once" {
   _h_need_proc
-  _h_server src source -n 1073741824 -R "$T/src.report"
+  start_server src source -n 1073741824 -R "$T/src.report"
   _h_balance -- "127.0.0.1:$(port_of src)"
   run -0 _h end -n 1048576 -x -t 10
   wait_for 2 grep -q "error: Connection reset by peer" "$T/src.report"
@@ -151,12 +136,12 @@ _h_no_fd_leak() {
 
 @test "a back-end killed under load fails only its own clients; the others finish intact" {
   _h_need_proc
-  _h_server a duplex
-  _h_server b duplex
+  start_server a duplex
+  start_server b duplex
   _h_balance -- "127.0.0.1:$(port_of a)" "127.0.0.1:$(port_of b)"
   # 16 connections of 32 MiB each way, spread over a and b; a dies once all
   # of them are established.
-  spawn load "$HOSTILE" integrity -a -c 16 -z 33554432 -t 40 -r "$T/load.ready" 127.0.0.1 "$BAL_PORT"
+  spawn load "$HELPER" integrity -a -c 16 -z 33554432 -t 40 -r "$T/load.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 10 test -e "$T/load.ready"
   kill -KILL "$(pid_of a)"
   t0=$(now_ms)
@@ -172,11 +157,11 @@ _h_no_fd_leak() {
 
 @test "a back-end that never reads stalls a 1 GiB upload with bounded memory and an idle CPU" {
   _h_need_proc
-  _h_server mute noread
+  start_server mute mute
   _h_balance -- "127.0.0.1:$(port_of mute)"
   # 8 clients push 1 GiB each; they stop being able to write (stall: no
   # progress for 1 s) long before that, or the test gives up at 10 s.
-  spawn push "$HOSTILE" push -c 8 -n 1073741824 -S 1 -t 10 -H 20 -r "$T/push.ready" 127.0.0.1 "$BAL_PORT"
+  spawn push "$HELPER" push -c 8 -n 1073741824 -S 1 -t 10 -H 20 -r "$T/push.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 15 test -e "$T/push.ready"
   written=$(sed 's/written=//' "$T/push.ready")
   cpu=$(_h_cpu_over "$BAL_PID" 2)
@@ -188,9 +173,9 @@ _h_no_fd_leak() {
 
 @test "a back-end that reads slowly holds back a fast client with bounded memory and little CPU" {
   _h_need_proc
-  _h_server slow slowread -k 4096 -i 0.1
+  start_server slow slowread -k 4096 -i 0.1
   _h_balance -- "127.0.0.1:$(port_of slow)"
-  spawn push "$HOSTILE" push -c 8 -n 1073741824 -S 1 -t 10 -H 20 -r "$T/push.ready" 127.0.0.1 "$BAL_PORT"
+  spawn push "$HELPER" push -c 8 -n 1073741824 -S 1 -t 10 -H 20 -r "$T/push.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 15 test -e "$T/push.ready"
   cpu=$(_h_cpu_over "$BAL_PID" 2)
   _h_note "$(cat "$T/push.ready"); balance RSS $(_h_rss_kb "$BAL_PID") kB, CPU ${cpu} ms in 2 s"
@@ -200,10 +185,10 @@ _h_no_fd_leak() {
 
 @test "a client that reads slowly from a fast back-end costs bounded memory and little CPU" {
   _h_need_proc
-  _h_server fast source -n 1073741824 -s 5
+  start_server fast source -n 1073741824 -s 5
   _h_balance -- "127.0.0.1:$(port_of fast)"
   # 8 clients read 4 KiB every 100 ms for 6 s, checking every byte.
-  spawn slow "$HOSTILE" slowread-client -c 8 -k 4096 -i 0.1 -H 6 -s 5 -r "$T/slow.ready" 127.0.0.1 "$BAL_PORT"
+  spawn slow "$HELPER" slowread-client -c 8 -k 4096 -i 0.1 -H 6 -s 5 -r "$T/slow.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 5 test -e "$T/slow.ready"
   sleep 1 # the buffers fill up
   cpu=$(_h_cpu_over "$BAL_PID" 2)
@@ -216,11 +201,11 @@ _h_no_fd_leak() {
 
 @test "stopping balance resets a connection whose bytes still wait in it, never a clean end" {
   _h_need_proc
-  _h_server fast source -n 1073741824 -s 5
+  start_server fast source -n 1073741824 -s 5
   _h_balance -- "127.0.0.1:$(port_of fast)"
   # A slow reader leaves bytes waiting in balance; a FIN after them would
   # pass a truncated stream off as complete.
-  spawn slow "$HOSTILE" slowread-client -c 1 -k 65536 -i 0.005 -H 8 -s 5 -r "$T/slow.ready" 127.0.0.1 "$BAL_PORT"
+  spawn slow "$HELPER" slowread-client -c 1 -k 65536 -i 0.005 -H 8 -s 5 -r "$T/slow.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 5 test -e "$T/slow.ready"
   sleep 0.5
   kill -TERM "$BAL_PID"
@@ -235,10 +220,10 @@ _h_no_fd_leak() {
 @test "with 3000 idle clients connected another client is served at once" {
   _h_need_proc
   [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 8000 ] || skip "needs ulimit -n 8000"
-  _h_server echo echo
+  start_server echo echo
   _h_balance -- "127.0.0.1:$(port_of echo)"
   rss0=$(_h_rss_kb "$BAL_PID")
-  spawn idle "$HOSTILE" slowloris -n 3000 -H 60 -t 20 -r "$T/idle.ready" 127.0.0.1 "$BAL_PORT"
+  spawn idle "$HELPER" slowloris -n 3000 -H 60 -t 20 -r "$T/idle.ready" 127.0.0.1 "$BAL_PORT"
   wait_for 25 test -e "$T/idle.ready"
   grep -qx "connected=3000 failed=0 pending=0" "$T/idle.ready"
   # Every idle client is relayed: two descriptors each in balance.
@@ -257,7 +242,7 @@ _h_no_fd_leak() {
 @test "-T 1 closes 3000 idle clients after about a second" {
   _h_need_proc
   [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 8000 ] || skip "needs ulimit -n 8000"
-  _h_server echo echo
+  start_server echo echo
   _h_balance -T 1 -- "127.0.0.1:$(port_of echo)"
   # -e: slowloris exits once the peer has closed all of them (or after 15 s).
   run -0 _h slowloris -n 3000 -H 15 -e -t 20
@@ -273,16 +258,16 @@ _h_no_fd_leak() {
 # _h_out_of_fds LIMIT: balance under a hard fd limit of LIMIT, 1000 clients.
 _h_out_of_fds() {
   _h_need_proc
-  _h_server echo echo
+  start_server echo echo
   BAL_PORT=$(free_port)
   # A hard limit, so balance cannot raise it ($0 of the inner shell is LIMIT).
   spawn balance bash -c 'ulimit -n "$0" && exec "$@"' "$1" "$BALANCE" -f -S "$T/ctl.sock" \
     -b 127.0.0.1 "$BAL_PORT" "127.0.0.1:$(port_of echo)"
-  "$HELPER" wait-listen -t 5 -b 127.0.0.1 "$BAL_PORT"
+  listens balance "$BAL_PORT"
   BAL_PID=$(pid_of balance)
   BAL_FDS=$(_h_fds "$BAL_PID")
   grep -q "^Max open files  *$1  *$1 " "/proc/$BAL_PID/limits"
-  spawn flood "$HOSTILE" flood -n 1000 -H 60 -t 3 -r "$T/flood.ready" -o "$T/flood.status" \
+  spawn flood "$HELPER" flood -n 1000 -H 60 -t 3 -r "$T/flood.ready" -o "$T/flood.status" \
     127.0.0.1 "$BAL_PORT"
   wait_for 10 test -e "$T/flood.ready"
   sleep 1
@@ -313,9 +298,9 @@ _h_out_of_fds() {
 # ---------------------------------------------------------------- 7. dead back-ends
 
 @test "black-holed and refusing groups are skipped within -t, and groups are tried in order" {
-  _h_server hole blackhole
-  _h_server c duplex
-  _h_server d duplex
+  start_server hole blackhole
+  start_server c duplex
+  start_server d duplex
   refused=$(free_port)
   start_balance -t 1 -r 60 -- "127.0.0.1:$(port_of hole)" ! "127.0.0.1:$refused" ! \
     "127.0.0.1:$(port_of c)" ! "127.0.0.1:$(port_of d)"
@@ -333,12 +318,12 @@ _h_out_of_fds() {
 }
 
 @test "a refusing back-end is used again within -r once something listens on its port" {
-  _h_server c duplex
+  start_server c duplex
   port=$(free_port)
   start_balance -t 1 -r 1 -- "127.0.0.1:$port" ! "127.0.0.1:$(port_of c)"
   run -0 _h whoami
   [ "$output" = c ]
-  _h_server back duplex -p "$port"
+  start_server back duplex -p "$port"
   t0=$(now_ms)
   wait_for 4 eval '[ "$(_h whoami)" = back ]'
   _h_note "back in $(($(now_ms) - t0)) ms"
@@ -348,10 +333,10 @@ _h_out_of_fds() {
   one=$(free_port)
   two=$(free_port)
   start_balance -t 1 -r 1 -- "127.0.0.1:$one" ! "127.0.0.1:$two"
-  spawn waiting "$HOSTILE" integrity -c 5 -z 100000 -t 20 127.0.0.1 "$BAL_PORT"
+  spawn waiting "$HELPER" integrity -c 5 -z 100000 -t 20 127.0.0.1 "$BAL_PORT"
   sleep 1.5 # both channels are found down; the five clients wait
   running "$(pid_of waiting)"
-  _h_server back duplex -p "$two"
+  start_server back duplex -p "$two"
   t0=$(now_ms)
   finish waiting
   _h_note "served $(($(now_ms) - t0)) ms after the back-end came back"
@@ -419,7 +404,7 @@ _h_no_misfits() { [ ! -s "$T/misfits" ] || { cat "$T/misfits" >&2; return 1; }; 
 
 @test "10,000 channels on the command line start and relay" {
   _h_need_proc
-  _h_server dup duplex
+  start_server dup duplex
   # One command builds the list: a shell loop is slow under bats' tracing.
   read -ra chans <<<"$(awk -v p="$(port_of dup)" 'BEGIN { for (i = 0; i < 10000; i++) printf "127.0.0.1:%d:1:%d ", p, i % 7 + 1 }')"
   [ "${#chans[@]}" -eq 10000 ]
@@ -432,7 +417,7 @@ _h_no_misfits() { [ ! -s "$T/misfits" ] || { cat "$T/misfits" >&2; return 1; }; 
 
 @test "9,999 refusing channels before one that works: the first client still gets through" {
   _h_need_proc
-  _h_server dup duplex
+  start_server dup duplex
   read -ra chans <<<"$(awk -v p="$(free_port)" 'BEGIN { for (i = 1; i < 10000; i++) printf "127.0.0.1:%d ", p }')"
   start_balance -t 1 -r 60 -- "${chans[@]}" ! "127.0.0.1:$(port_of dup)"
   t0=$(now_ms)

@@ -12,11 +12,11 @@ load test_helper
   done
 }
 
-@test "a sink behind balance receives every byte: count and checksum match" {
-  start_server sink sink
+@test "a sink behind balance receives every byte: count and content match" {
+  start_server sink sink -u 7
   start_balance -- "127.0.0.1:$(port_of sink)"
   for n in 1 100000 4194304; do
-    run -0 client -m sink -n "$n" -s "$n" -x -t 20
+    run -0 client -m sink -n "$n" -s 7 -x -t 20
   done
 }
 
@@ -47,7 +47,7 @@ load test_helper
 }
 
 @test "a sink that replies only after the client's EOF gets its reply through" {
-  start_server sink sink
+  start_server sink sink -u 1
   start_balance -- "127.0.0.1:$(port_of sink)"
   run -0 client -m sink -n 300000 -x -t 20
 }
@@ -59,13 +59,11 @@ load test_helper
 }
 
 @test "after the back-end shuts its write side the client can still send to it" {
-  start_server source source -h -n 100000 -s 5 -R "$T/received"
-  start_server sink sink
-  want=$("$HELPER" client -m print -n 1000000 -s 9 -x 127.0.0.1 "$(port_of sink)")
+  start_server source source -h -n 100000 -s 5 -u 9 -R "$T/received"
   start_balance -- "127.0.0.1:$(port_of source)"
   run -0 client -m source:100000:5 -A -n 1000000 -s 9 -x -t 20
   wait_for 5 test -s "$T/received"
-  [ "$(cat "$T/received")" = "$want" ]
+  [ "$(cat "$T/received")" = "source sent=100000 received=1000000 intact" ]
 }
 
 @test "32 parallel clients each get their own bytes back" {

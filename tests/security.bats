@@ -21,26 +21,6 @@ open_dir() {
   chmod 755 "$W"
 }
 
-# as_user: AS_USER, the prefix that runs a command as an unprivileged user
-# (nobody when we are root, ourselves otherwise); U, a TMPDIR that user
-# owns; D, the socket directory balance derives there; UID_U.
-as_user() {
-  if [ "$(id -u)" -ne 0 ]; then
-    AS_USER=()
-    U=$T
-    UID_U=$(id -u)
-  else
-    command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
-    AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
-    tools_for_others
-    open_dir
-    U=$W
-    chown nobody "$U"
-    UID_U=$(id -u nobody)
-  fi
-  D=$U/balance-$UID_U
-}
-
 # mkdir_user DIR MODE: a directory owned by that user.
 mkdir_user() {
   mkdir -m "$2" "$1"

@@ -6,7 +6,8 @@
 #
 # BALANCE, HELPER and CTLTOOL may be set by the caller (make check does); by
 # default they are the balance binary at the top of the repo and
-# tests/build/helper and tests/build/ctltool.
+# tests/build/helper (every fake back-end and client, see tests/helper.cpp)
+# and tests/build/ctltool.
 
 bats_require_minimum_version 1.5.0
 
@@ -80,13 +81,14 @@ pid_of() { cat "$T/$1.pid"; }
 # and return its exit status.
 finish() { wait "$(pid_of "$1")"; }
 
-# start_server NAME MODE [OPTIONS]: a helper server on an ephemeral port of
-# $SERVER_ADDR (default 127.0.0.1); port_of NAME gives the port.
+# start_server NAME MODE [OPTIONS]: a helper server named NAME on an
+# ephemeral port of $SERVER_ADDR (default 127.0.0.1), or -p PORT; port_of
+# NAME gives the port.
 start_server() {
   local name=$1 mode=$2
   shift 2
-  spawn "$name" "$HELPER" "$mode" -b "${SERVER_ADDR:-127.0.0.1}" -P "$T/$name.port" -L 120 "$@"
-  wait_for 5 test -s "$T/$name.port"
+  spawn "$name" "$HELPER" "$mode" -N "$name" -b "${SERVER_ADDR:-127.0.0.1}" -P "$T/$name.port" -L 120 "$@"
+  wait_for 5 test -s "$T/$name.port" || { cat "$T/$name.err" >&2; return 1; }
 }
 
 port_of() { cat "$T/$1.port"; }
@@ -96,7 +98,7 @@ port_of() { cat "$T/$1.port"; }
 start_hold() {
   local name=$1
   shift
-  start_server "$name" hold -N "$name" -m "$T/$name.state" -o "$T/$name.log" "$@"
+  start_server "$name" hold -m "$T/$name.state" -o "$T/$name.log" "$@"
 }
 
 # cur_of / max_of / total_of NAME: fields of a hold server's state.
@@ -120,7 +122,18 @@ served() {
 # log_of NAME: a hold server's log of client ids on one line.
 log_of() { if [ -f "$T/$1.log" ]; then tr '\n' ' ' <"$T/$1.log" | sed 's/ $//'; fi; }
 
+# free_port [ADDR]: a port that nothing uses on any address, outside the
+# kernel's ephemeral range, so that no bind(0) or connect() elsewhere on the
+# machine takes it before the test binds it.
 free_port() { "$HELPER" freeport "${1:-127.0.0.1}"; }
+
+# listens NAME PORT [ADDR]: wait (5 s at most) until the spawned process NAME
+# listens on ADDR (default 127.0.0.1) port PORT, on a socket of its own: a
+# listener of another process on that port does not count, and NAME exiting
+# first fails at once.
+listens() {
+  "$HELPER" wait-listen -t "${LISTEN_WAIT:-5}" -b "${3:-127.0.0.1}" -p "$(pid_of "$1")" "$2"
+}
 
 # start_balance [OPTIONS] -- CHANNEL...: balance in the foreground (-f) on
 # $BAL_ADDR port $BAL_PORT (a free port unless set), with its control socket
@@ -131,7 +144,7 @@ start_balance() {
   shift
   [ -n "$BAL_PORT" ] || BAL_PORT=$(free_port "$BAL_ADDR")
   spawn balance "$BALANCE" -f -S "$T/ctl.sock" -b "$BAL_ADDR" "${opts[@]}" "$BAL_PORT" "$@"
-  "$HELPER" wait-listen -t 5 -b "$BAL_ADDR" "$BAL_PORT"
+  listens balance "$BAL_PORT" "$BAL_ADDR"
 }
 
 # up [OPTIONS] -- CHANNEL...: start_balance, then wait for the control socket
@@ -181,4 +194,25 @@ tools_for_others() {
     CTLTOOL=$dir/ctltool
   fi
   chmod 755 "$dir"/*
+}
+
+# as_user: sets AS_USER, the prefix that runs a command as an unprivileged
+# user (nobody when we are root, ourselves otherwise); U, a TMPDIR that user
+# owns; D, the socket directory balance derives there; UID_U, its uid.
+as_user() {
+  if [ "$(id -u)" -ne 0 ]; then
+    AS_USER=()
+    U=$T
+    UID_U=$(id -u)
+  else
+    command -v setpriv >/dev/null || skip "running as root without setpriv to become nobody"
+    AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    tools_for_others
+    U=$(mktemp -d /tmp/balance-user.XXXXXX)
+    echo "$U" >>"$T/rmdirs"
+    chmod 755 "$U"
+    chown nobody "$U"
+    UID_U=$(id -u nobody)
+  fi
+  D=$U/balance-$UID_U
 }
