@@ -229,6 +229,15 @@ TEST(hash_without_H_skips_the_group_when_the_choice_is_busy) {
   EXPECT_TRUE(failover != first);
 }
 
+// A waiter for `owner` with key `key`, optionally a priority client.
+Waiter waiter(void* owner, const std::string& key = "k", bool priority = false) {
+  Waiter w;
+  w.owner = owner;
+  w.key = key;
+  w.priority = priority;
+  return w;
+}
+
 TEST(queue_is_fifo_bounded_and_expires) {
   PoolOptions options;
   options.queue_limit = 2;
@@ -238,16 +247,19 @@ TEST(queue_is_fifo_bounded_and_expires) {
   Channel& a = pool.add_channel(0, config(1, 1));
   pool.acquire(a);
   int one = 1, two = 2, three = 3;
-  EXPECT_TRUE(pool.enqueue(&one, "k", 0) != 0);
-  EXPECT_TRUE(pool.enqueue(&two, "k", 10) != 0);
-  EXPECT_TRUE(pool.enqueue(&three, "k", 20) == 0);
+  uint64_t ticket = 0;
+  EXPECT_TRUE(pool.enqueue(waiter(&one), 0, &ticket) == Admission::Queued);
+  EXPECT_TRUE(pool.enqueue(waiter(&two), 10, &ticket) == Admission::Queued);
+  EXPECT_TRUE(pool.enqueue(waiter(&three), 20, &ticket) == Admission::Full);
   EXPECT_EQ(pool.dropped(), uint64_t(1));
   EXPECT_EQ(pool.queue_high_water(), size_t(2));
-  EXPECT_TRUE(pool.serve_queue().empty());  // nothing free
+  EXPECT_TRUE(pool.serve_queue(30).empty());  // nothing free
   pool.release(a, 5);
-  auto served = pool.serve_queue();
+  auto served = pool.serve_queue(40);
   EXPECT_EQ(served.size(), size_t(1));
   EXPECT_TRUE(served[0].first.owner == &one);
+  EXPECT_EQ(pool.waits().count, uint64_t(1));
+  EXPECT_EQ(pool.waits().max_ms, int64_t(40));
   EXPECT_EQ(a.c(), 1u);
   EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(110));
   EXPECT_TRUE(pool.expire_waiters(109).empty());
@@ -261,12 +273,67 @@ TEST(queue_leaves_and_wait_limit_zero_is_forever) {
   PoolOptions options;
   options.queue_wait_ms = 0;
   Pool pool(options);
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(1, 1));
+  pool.acquire(a);
   int one = 1;
-  uint64_t ticket = pool.enqueue(&one, "k", 0);
+  uint64_t ticket = 0;
+  EXPECT_TRUE(pool.enqueue(waiter(&one), 0, &ticket) == Admission::Queued);
   EXPECT_TRUE(pool.expire_waiters(1000000000).empty());
   EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(-1));
   EXPECT_EQ(pool.leave_queue(ticket, 250), int64_t(250));
-  EXPECT_TRUE(pool.queue().empty());
+  EXPECT_EQ(pool.queue_length(), size_t(0));
+}
+
+TEST(nothing_in_service_refuses_at_once_unless_an_outage_wait_is_set) {
+  PoolOptions options;
+  options.queue_wait_ms = 60000;
+  Pool pool(options);
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(1, 1));
+  pool.connect_failed(a, 0);  // down: nothing in service
+  int one = 1, two = 2;
+  uint64_t ticket = 0;
+  EXPECT_TRUE(pool.enqueue(waiter(&one), 0, &ticket) == Admission::NothingInService);
+  EXPECT_EQ(pool.refused(), uint64_t(1));
+  EXPECT_EQ(pool.dropped(), uint64_t(0));
+  options.outage_wait_ms = 3000;  // -O 3: wait out a short outage
+  pool.set_options(options);
+  EXPECT_TRUE(pool.enqueue(waiter(&two), 100, &ticket) == Admission::Queued);
+  EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(3100));
+  // Served the moment the channel is back, however it went.
+  pool.mark_up(a, 200);
+  EXPECT_TRUE(pool.take_serve_due());
+  auto served = pool.serve_queue(200);
+  EXPECT_EQ(served.size(), size_t(1));
+  EXPECT_TRUE(served[0].first.owner == &two);
+  // Busy but in service: a newcomer waits the full -w.
+  EXPECT_TRUE(pool.enqueue(waiter(&one), 300, &ticket) == Admission::Queued);
+  EXPECT_EQ(pool.next_queue_deadline_ms(), int64_t(60300));
+}
+
+TEST(priority_clients_go_first_with_relief_for_the_others) {
+  PoolOptions options;
+  options.relief_every = 3;  // at least one in three served is not a priority client
+  Pool pool(options);
+  pool.add_group(GroupType::RoundRobin);
+  Channel& a = pool.add_channel(0, config(1, 1));
+  pool.acquire(a);
+  std::vector<int> owners(12);
+  uint64_t ticket = 0;
+  // Arrival order: n0 n1 n2 p3 p4 p5 p6 p7 p8 (n = normal, p = priority).
+  for (int i = 0; i < 9; ++i) pool.enqueue(waiter(&owners[size_t(i)], "k", i >= 3), i, &ticket);
+  std::string order;
+  for (int served = 0; served < 9; ++served) {
+    pool.release(a, 1);
+    auto batch = pool.serve_queue(100);
+    EXPECT_EQ(batch.size(), size_t(1));
+    int index = int(static_cast<int*>(batch[0].first.owner) - owners.data());
+    order += (index >= 3 ? "p" : "n") + std::to_string(index) + " ";
+  }
+  EXPECT_EQ(order, "p3 p4 n0 p5 p6 n1 p7 p8 n2 ");
+  EXPECT_EQ(pool.waits(true).count, uint64_t(6));
+  EXPECT_EQ(pool.waits(false).count, uint64_t(3));
 }
 
 TEST(queue_serves_per_client_in_hash_pools) {
@@ -283,9 +350,10 @@ TEST(queue_serves_per_client_in_hash_pools) {
   }
   pool.acquire(*ca);
   int waiter_a = 1, waiter_b = 2;
-  pool.enqueue(&waiter_a, key_a, 0);  // its channel is busy
-  pool.enqueue(&waiter_b, key_b, 0);  // its channel is free
-  auto served = pool.serve_queue();
+  uint64_t ticket = 0;
+  pool.enqueue(waiter(&waiter_a, key_a), 0, &ticket);  // its channel is busy
+  pool.enqueue(waiter(&waiter_b, key_b), 0, &ticket);  // its channel is free
+  auto served = pool.serve_queue(5);
   EXPECT_EQ(served.size(), size_t(1));
   EXPECT_TRUE(served[0].first.owner == &waiter_b);
 }
