@@ -20,8 +20,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 
 #include "control.hpp"
+#include "editor.hpp"
 
 namespace {
 
@@ -333,15 +335,18 @@ int run_control_client(const Options& options) {
     }
     return 0;
   }
-  bool tty = isatty(STDIN_FILENO);
+  // On a terminal: a prompt with the current group, and line editing
+  // (editor.hpp); piped commands are read as they come.
+  bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  std::unique_ptr<LineReader> editor;
+  if (tty) editor = std::make_unique<LineReader>(STDIN_FILENO, STDOUT_FILENO, command_names());
   bool failed = false;
   std::string line;
   for (;;) {
-    if (tty) {
-      std::printf("balance[%zu] ", group);
-      std::fflush(stdout);
-    }
-    if (!std::getline(std::cin, line)) break;
+    std::fflush(stdout);
+    if (tty ? !editor->read_line("balance[" + std::to_string(group) + "] ", &line)
+            : !std::getline(std::cin, line))
+      break;
     if (closed_by_server(link)) {
       // An idle session the server ended: a new one, with the current
       // group chosen again (its reply not shown), before the command.
@@ -355,7 +360,6 @@ int run_control_client(const Options& options) {
     if (!run_one(link, line, &reader, &group, &ended)) failed = true;
     if (ended) break;
   }
-  if (tty && std::cin.eof()) std::printf("\n");
   // Piped commands report failure in the exit status; a person at the
   // prompt has seen the errors already.
   return failed && !tty ? 1 : 0;
