@@ -244,6 +244,10 @@ bool open_link(const Options& options, Link* link) {
                      double(link->wait_ms) / 1000);
         return false;
       }
+      if (error == EACCES && &path != &paths.front()) {
+        looked += " (not yours to enter)";  // e.g. root's directory, for another user
+        continue;
+      }
       if (error != ENOENT && error != ECONNREFUSED) {
         std::fprintf(stderr, "balance: %s: %s\n", path.c_str(), std::strerror(error));
         return false;
@@ -260,20 +264,25 @@ bool open_link(const Options& options, Link* link) {
     link->path = path;
     return true;
   }
-  std::fprintf(stderr, "balance: no balance running on port %s (socket %s)%s\n",
-               options.port.c_str(), looked.c_str(),
+  std::fprintf(stderr, "balance: no balance running on port %s (%s %s)%s\n", options.port.c_str(),
+               paths.size() == 1 ? "socket" : "looked at", looked.c_str(),
                hint.empty() ? "" : ("; one was started with -b: repeat it (" + hint + ")").c_str());
   return false;
 }
 
-// The server closed the session (it was idle too long): nothing to read
-// but the end. Checked before each -i command, so none is sent into a
-// closed session and none is sent twice.
+// The server closed the session (idle too long, or evicted to make room,
+// with a last word that is shown): nothing more to read but the end.
+// Checked before each -i command, so none is sent into a closed session
+// and none is sent twice.
 bool closed_by_server(const Link& link) {
-  pollfd p{link.fd.get(), POLLIN, 0};
-  if (poll(&p, 1, 0) != 1) return false;
-  char byte;
-  return recv(link.fd.get(), &byte, 1, MSG_PEEK) == 0;
+  for (;;) {
+    pollfd p{link.fd.get(), POLLIN, 0};
+    if (poll(&p, 1, 0) != 1) return false;
+    char buffer[512];
+    ssize_t n = recv(link.fd.get(), buffer, sizeof buffer, 0);
+    if (n == 0 || (n < 0 && !would_block(errno) && errno != EINTR)) return true;
+    if (n > 0) std::fwrite(buffer, 1, size_t(n), stderr);  // unasked for: the server's last word
+  }
 }
 
 }  // namespace

@@ -482,23 +482,24 @@ bool private_directory(const std::string& dir, gid_t group, std::string* err) {
 }  // namespace
 
 bool check_socket_directory(const std::string& dir, bool root_may_own, std::string* err) {
-  const char* advice = "; refusing to use it (remove it if it is not yours to keep, or give -S a "
-                       "socket path in a directory of your own)";
+  std::string elsewhere = "give -S a socket path in a directory of your own)";
   struct stat st;
   if (lstat(dir.c_str(), &st) != 0) {
     *err = dir + ": " + std::strerror(errno);
     return false;
   }
   if (!S_ISDIR(st.st_mode)) {
-    *err = dir + ": not a directory (a symbolic link or file is in the way)" + advice;
+    *err = dir + ": not a directory (a symbolic link or file is in the way); refusing to use it "
+           "(remove it, or " + elsewhere;
     return false;
   }
   if (st.st_uid != geteuid() && !(root_may_own && st.st_uid == 0)) {
-    *err = dir + ": owned by uid " + std::to_string(st.st_uid) + ", not by you" + advice;
+    *err = dir + ": owned by uid " + std::to_string(st.st_uid) +
+           ", not by you; refusing to use it (remove it, or " + elsewhere;
     return false;
   }
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-    *err = dir + ": writable by others" + advice;
+    *err = dir + ": writable by others; refusing to use it (chmod 700 it, or " + elsewhere;
     return false;
   }
   return true;

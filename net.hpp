@@ -41,6 +41,9 @@ std::string sys_error(const char* call);
 bool set_nonblocking(int fd);
 void set_cloexec(int fd);
 void set_nodelay(int fd);
+// TCP keepalive: probes after idle_s seconds without traffic, every
+// interval_s, giving up after count (where the system lets each be set).
+void set_keepalive(int fd, int idle_s, int interval_s, int count);
 // Makes close() send a reset, so a reset on one side reaches the other.
 void set_linger_reset(int fd);
 

@@ -7,9 +7,9 @@
 #include <cstring>
 
 const char* const kUsage =
-    "usage: balance [-46adfFHKMp] [-b addr] [-B addr] [-G group] [-O sec] [-q len]\n"
-    "               [-r sec] [-s [addr:]port] [-S path] [-t sec] [-T sec] [-w sec]\n"
-    "               port channel ... [! | % channel ...] ...\n"
+    "usage: balance [-46adefFHMp] [-b addr] [-B addr] [-G group] [-k t,i,n] [-K t,i,n]\n"
+    "               [-O sec] [-q len] [-r sec] [-s [addr:]port] [-S path] [-t sec]\n"
+    "               [-T sec] [-w sec] port channel ... [! | % channel ...] ...\n"
     "       balance [-b addr] [-S path] [-t sec] -i port\n"
     "       balance [-b addr] [-S path] [-t sec] -c command port\n"
     "       balance -h | -V\n";
@@ -31,7 +31,9 @@ const char* const kOptionHelp =
     "  -h          print this help and exit\n"
     "  -H          hash failover: a busy hash channel passes its client on\n"
     "  -i          control the running balance interactively\n"
-    "  -K          a waiting client that half-closes keeps its place (default: it leaves)\n"
+    "  -k t,i,n    TCP keepalive to clients: idle t s, then every i s, n probes\n"
+    "  -K t,i,n    TCP keepalive to back-ends, the same way\n"
+    "  -e          a waiting client that half-closes keeps its place (default: it leaves)\n"
     "  -M          accepted and ignored (balance 3.x's shared memory)\n"
     "  -O sec      new clients wait up to sec while no channel is in service (default 0)\n"
     "  -p          print every relayed byte on standard output (implies -f)\n"
@@ -165,6 +167,28 @@ bool set_seconds(char flag, const std::string& value, int64_t lo_ms, Options* op
   return true;
 }
 
+// -k and -K: "idle,interval,count", as balance 3.x took them.
+bool parse_keepalive(char flag, const std::string& value, Keepalive* keepalive, std::string* err) {
+  uint64_t numbers[3];
+  size_t start = 0;
+  for (int i = 0; i < 3; ++i) {
+    size_t comma = value.find(',', start);
+    if ((i < 2) != (comma != std::string::npos) ||
+        !parse_unsigned(value.substr(start, comma == std::string::npos ? std::string::npos
+                                                                        : comma - start),
+                        1, 86400, &numbers[i])) {
+      *err = std::string("-") + flag + " " + value +
+             ": must be idle,interval,count (whole numbers from 1 to 86400)";
+      return false;
+    }
+    start = comma + 1;
+  }
+  keepalive->idle_s = int(numbers[0]);
+  keepalive->interval_s = int(numbers[1]);
+  keepalive->count = int(numbers[2]);
+  return true;
+}
+
 bool parse_stats(const std::string& value, Options* options, std::string* err) {
   std::string address, port = value;
   if (!value.empty() && value[0] == '[') {
@@ -260,7 +284,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'd': options->debug = true; break;
         case 'f':
         case 'F': options->foreground = true; break;  // 3.42 lists both
-        case 'K': options->keep_half_closed = true; break;
+        case 'e': options->keep_half_closed = true; break;
         case 'H': options->pool.hash_failover = true; break;
         case 'M': break;  // balance's memory-mapped IPC; nothing is shared here
         case 'p': options->packet_dump = true; break;
@@ -309,6 +333,14 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'w':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
               !set_seconds(flag, value, 0, options, &options->pool.queue_wait_ms, err))
+            return false;
+          break;
+        case 'k':
+        case 'K':
+          if (!take_value(args, &i, &pos, flag, &value, err) ||
+              !parse_keepalive(flag, value,
+                               flag == 'k' ? &options->client_keepalive : &options->server_keepalive,
+                               err))
             return false;
           break;
         case 'O':

@@ -25,6 +25,13 @@ struct GroupSpec {
   std::vector<ChannelSpec> channels;
 };
 
+// TCP keepalive (-k, -K): off when idle_s is 0.
+struct Keepalive {
+  int idle_s = 0;
+  int interval_s = 0;
+  int count = 0;
+};
+
 struct Options {
   Mode mode = Mode::Proxy;
   bool ipv4_only = false;        // -4
@@ -32,7 +39,9 @@ struct Options {
   bool debug = false;            // -d
   bool foreground = false;       // -f
   bool packet_dump = false;      // -p
-  bool keep_half_closed = false; // -K: a waiting client's EOF is not abandonment
+  bool keep_half_closed = false; // -e: a waiting client's EOF is not abandonment
+  Keepalive client_keepalive;    // -k
+  Keepalive server_keepalive;    // -K
   PoolOptions pool;              // -a, -H, -q, -w, -r
   std::string bind_address;      // -b, empty = every address
   std::string source_address;    // -B

@@ -168,7 +168,7 @@ void Connection::update_interest() {
   if (state == ConnState::Waiting) {
     // A waiting client's bytes are read into its buffer (they go to the
     // back-end once it has one); once the buffer is full only its leaving
-    // is watched for. A half-closed client kept by -K is not watched.
+    // is watched for. A half-closed client kept by -e is not watched.
     if (!client.read_eof) want = client.has_room() ? kReadable : kHangup;
   } else {
     if (!client.read_eof && client.has_room()) want |= kReadable;
@@ -200,7 +200,7 @@ void Connection::on_ready(int fd, unsigned events) {
         client.read_eof = true;  // gone, though its buffer was full
       }
       // EOF from a waiting client, even after a request, is abandonment
-      // (HAProxy's abortonclose): nothing is sent on its behalf. -K keeps
+      // (HAProxy's abortonclose): nothing is sent on its behalf. -e keeps
       // it waiting, half-closed, as before.
       if (client.read_eof && !proxy.state().options.keep_half_closed) {
         end_reason = "left the queue";
@@ -469,6 +469,8 @@ void Proxy::accepted(Fd fd, const Address& peer) {
 #if !defined(__linux__)
   set_nodelay(fd.get());  // Linux passes the listener's TCP_NODELAY on
 #endif
+  const Keepalive& keepalive = state_.options.client_keepalive;
+  if (keepalive.idle_s) set_keepalive(fd.get(), keepalive.idle_s, keepalive.interval_s, keepalive.count);
   auto connection = std::make_unique<Connection>(*this, next_id_++);
   connection->client.fd = std::move(fd);
   connection->peer = peer;
@@ -549,6 +551,9 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
     return;
   }
   c.backend.fd = std::move(fd);
+  const Keepalive& keepalive = state_.options.server_keepalive;
+  if (keepalive.idle_s)
+    set_keepalive(c.backend.fd.get(), keepalive.idle_s, keepalive.interval_s, keepalive.count);
   c.set_timer(&connecting_);
   if (!in_progress) {
     c.on_ready(c.backend.fd.get(), kWritable);

@@ -69,6 +69,39 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   running "$(pid_of balance)"
 }
 
+@test "-c gives up on a stopped balance after -t seconds, with a clear message" {
+  start_server echo echo
+  up -- "127.0.0.1:$(port_of echo)"
+  kill -STOP "$(pid_of balance)"
+  t0=$(now_ms)
+  run -1 --separate-stderr timeout 10 "$BALANCE" -S "$T/ctl.sock" -t 1 -c show "$BAL_PORT"
+  elapsed=$(($(now_ms) - t0))
+  kill -CONT "$(pid_of balance)"
+  [ "$stderr" = "balance: no answer from $T/ctl.sock within 1.000 s (see -t)" ]
+  [ "$elapsed" -lt 5000 ]
+  run -0 ctl version  # and it runs on
+}
+
+@test "-i reconnects by itself after the server closed its session" {
+  start_server echo echo
+  up -- "127.0.0.1:$(port_of echo)"
+  mkfifo "$T/in"
+  spawn ic "$BALANCE" -S "$T/ctl.sock" -i "$BAL_PORT" <"$T/in"
+  exec 8>"$T/in"
+  echo "group 1" >&8
+  wait_for 5 grep -q "^group 1$" "$T/ic.out"
+  # 64 newer sessions: the -i session is the idlest and is closed.
+  run -0 ctltool hold -n 64 -H 1 -a 'version\n' "$T/ctl.sock"
+  echo "show queue" >&8
+  echo "create 127.0.0.1 9" >&8
+  exec 8>&-
+  finish ic
+  [ "$(sed -n 2p "$T/ic.out")" = "0 waiting (high-water 0, limit 1024)" ]
+  # The group chosen before is chosen again: the channel lands in group 1.
+  [ "$(sed -n 3p "$T/ic.out")" = "channel 0 created in group 1, disabled; enable it to use it" ]
+  grep -q "too many control connections" "$T/ic.err"
+}
+
 @test "-c says which port and socket it tried when no balance is running" {
   run -1 --separate-stderr "$BALANCE" -S "$T/none.sock" -c show 4321
   [ "$stderr" = "balance: no balance running on port 4321 (socket $T/none.sock)" ]
@@ -167,9 +200,11 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   run -0 user_ctl -c "show csv" "$q"
   [[ $output == *",$(port_of e3),"* ]]
   run -1 --separate-stderr user_ctl -c show "$p"
-  [ "$stderr" = "balance: no balance running on port $p (socket $U/balance-$UID_U/$p.sock)" ]
+  [[ $stderr == "balance: no balance running on port $p (looked at $U/balance-$UID_U/$p.sock, "* ]]
+  [[ $stderr == *"; one was started with -b: repeat it ("*"-b ::1"*")" ]]
+  [[ $stderr == *"-b 127.0.0.1"* ]]
   run -1 --separate-stderr user_ctl -b ::1 -c show "$q"
-  [ "$stderr" = "balance: no balance running on port $q (socket $U/balance-$UID_U/::1_$q.sock)" ]
+  [[ $stderr == "balance: no balance running on port $q (looked at $U/balance-$UID_U/::1_$q.sock, "* ]]
 }
 
 # ---------------------------------------------------------------- show
@@ -182,7 +217,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   read -r grp type num st addr port c totalc maxc sent rcvd weight fail avg host <<<"${lines[1]}"
   [ "$grp $type $num $st $addr $port" = "0 RR 0 ENA 127.0.0.1 $(port_of echo)" ]
   [ "$c $totalc $maxc $sent $rcvd $weight $fail $avg $host" = "0 0 3 0 0 2 0 0.000 localhost" ]
-  [ "${lines[2]}" = "queue: 0 waiting, high-water 0, limit 1024, wait limit 60.000 s; 0 dropped" ]
+  [ "${lines[2]}" = "queue: 0 waiting, high-water 0, limit 1024, wait limit 60.000 s; 0 dropped, 0 refused" ]
   [ "${#lines[@]}" -eq 4 ]
 }
 
@@ -237,8 +272,8 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   wait_for 5 waiting_is 2
   run -0 ctl "show queue"
   [ "${lines[0]}" = "2 waiting (high-water 2, limit 1024)" ]
-  [[ ${lines[1]} =~ ^\ +0\ waiting\ [0-9]+\.[0-9]{3}\ s$ ]]
-  [[ ${lines[2]} =~ ^\ +1\ waiting\ [0-9]+\.[0-9]{3}\ s$ ]]
+  [[ ${lines[1]} =~ ^\ +0\ waiting\ [0-9]+\.[0-9]{3}\ s\ normal\ 127\.0\.0\.1:[0-9]+$ ]]
+  [[ ${lines[2]} =~ ^\ +1\ waiting\ [0-9]+\.[0-9]{3}\ s\ normal\ 127\.0\.0\.1:[0-9]+$ ]]
   [[ $(ctl show) == *"queue: 2 waiting, high-water 2,"* ]]
 }
 
@@ -262,7 +297,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
 
 @test "enable serves a waiting client at once" {
   start_hold a
-  up -- "127.0.0.1:$(port_of a)"
+  up -O 10 -- "127.0.0.1:$(port_of a)"  # -O: a client may wait while none is in service
   run -0 ctl "disable 0"
   hold_bg c1 1 1
   wait_for 5 waiting_is 1
@@ -289,7 +324,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
 @test "create adds a disabled channel and enable puts it to work" {
   start_hold a
   start_hold b
-  up -- "127.0.0.1:$(port_of a)"
+  up -O 10 -- "127.0.0.1:$(port_of a)"
   run -0 ctl "create 127.0.0.1 $(port_of b) 3 2"
   [ "$output" = "channel 1 created in group 0, disabled; enable it to use it" ]
   [ "$(ctl "show csv" | awk -F, '$3 == 1 { print $4, $6, $9, $12 }')" = "DIS $(port_of b) 3 2" ]

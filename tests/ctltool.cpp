@@ -589,7 +589,7 @@ struct Known {
 };
 
 const Known kKnown[] = {
-    {"version", Want::Ok, "balance "},
+    {"version", Want::Ok, "This is balance "},
     {"show", Want::Ok, "GRP "},
     {"help", Want::Ok, ""},
     {"show queue", Want::Ok, ""},
@@ -876,7 +876,7 @@ struct Session {
     std::string reply;
     bool eof = false;
     for (int seen = 0; read_reply(&reply, &eof); ++seen) {
-      if (reply.compare(0, 8, "balance ") == 0) return true;
+      if (reply.compare(0, 16, "This is balance ") == 0) return true;
       if (seen == 1) break;
       check(line, Verdict(), reply);
     }

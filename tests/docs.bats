@@ -12,11 +12,18 @@ man_synopsis() {
     sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' | sed '1d;$d' | tr -s ' \t\n' ' ' | sed 's/^ //;s/ $//'
 }
 
-@test "balance -h prints the man page's SYNOPSIS" {
+@test "balance -h prints the man page's SYNOPSIS, then a line per option" {
   command -v mandoc >/dev/null || skip "mandoc not installed"
   run -0 "$BALANCE" -h
-  usage=$(printf '%s\n' "$output" | sed 's/^usage://' | tr -s ' \t\n' ' ' | sed 's/^ //;s/ $//')
+  # The synopsis is everything before the first empty line.
+  usage=$(printf '%s\n' "$output" | sed '/^$/,$d' | sed 's/^usage://' | tr -s ' \t\n' ' ' | sed 's/^ //;s/ $//')
   [ "$usage" = "$(man_synopsis)" ]
+  # Every option of the synopsis has its own line after it, as in balance 3.x.
+  letters=$(printf '%s\n' "$output" | sed '/^$/,$d' | grep -o '\[-[0-9A-Za-z]*\]\|-[0-9A-Za-z]' | tr -d '[]-' | fold -w1 | sort -u)
+  for letter in $letters; do
+    printf '%s\n' "$output" | sed '1,/^$/d' | grep -Eq "^  (-[0-9A-Za-z], )?-$letter( |,)" ||
+      { echo "-$letter has no line of its own in balance -h"; return 1; }
+  done
 }
 
 @test "balance -V prints the version the Makefile holds" {
@@ -27,7 +34,7 @@ man_synopsis() {
 
 @test "every option in the usage is described in the man page" {
   run -0 "$BALANCE" -h
-  letters=$(printf '%s\n' "$output" | grep -o '\[-[0-9A-Za-z]*\]\|-[0-9A-Za-z]' | tr -d '[]-' | fold -w1 | sort -u)
+  letters=$(printf '%s\n' "$output" | sed '/^$/,$d' | grep -o '\[-[0-9A-Za-z]*\]\|-[0-9A-Za-z]' | tr -d '[]-' | fold -w1 | sort -u)
   [ -n "$letters" ]
   for letter in $letters; do
     grep -q "^\.It Fl $letter\b" "$ROOT/balance.1" || { echo "-$letter is not in balance.1"; return 1; }

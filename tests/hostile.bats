@@ -329,10 +329,10 @@ _h_out_of_fds() {
   _h_note "back in $(($(now_ms) - t0)) ms"
 }
 
-@test "clients waiting while every channel is down are all served when one comes back" {
+@test "with -O, clients waiting while every channel is down are all served when one comes back" {
   one=$(free_port)
   two=$(free_port)
-  start_balance -t 1 -r 1 -- "127.0.0.1:$one" ! "127.0.0.1:$two"
+  start_balance -t 1 -r 1 -O 15 -- "127.0.0.1:$one" ! "127.0.0.1:$two"
   spawn waiting "$HELPER" integrity -c 5 -z 100000 -t 20 127.0.0.1 "$BAL_PORT"
   sleep 1.5 # both channels are found down; the five clients wait
   running "$(pid_of waiting)"
@@ -359,16 +359,29 @@ _h_rejected() {
 }
 _h_no_misfits() { [ ! -s "$T/misfits" ] || { cat "$T/misfits" >&2; return 1; }; }
 
+# _h_unresolved ARGS...: the same for a name that does not resolve: one
+# line, "balance: ...", and no pointer to -h (it is no usage mistake).
+_h_unresolved() {
+  run --separate-stderr timeout 5 "$BALANCE" -f -S "$T/ctl.sock" "$@"
+  if [ "$status" -ne 1 ] || [[ ${stderr_lines[0]:-} != "balance: "?* ]] || [ "${#stderr_lines[@]}" -ne 1 ]; then
+    echo "balance $(printf '%.60q ' "$@")-> status $status, stderr: ${stderr:0:300}" >>"$T/misfits"
+  fi
+}
+
 @test "malformed channels are refused with a clear error, never a crash" {
   p=127.0.0.1
   for ch in "$p:0" "$p:65536" "$p:99999999999999999999" "$p:-1" "$p:80:99999999999999999999" \
     "$p:80:1000001" "$p:80:1:0" "$p:80:1:1000001" "$p:80:1:18446744073709551617" "$p:80:1:1:1" \
     "$p:80:x" "$p:80:1:x" "$p:80:1.5" "$p:80:1:2.5" "$p:80: 1" "[::1" "[::1]x" "[::1]:0" "[]:80" ":80" \
-    ":" "" "::1" "$p:nosuchservice" "$(printf 'h%.0s' {1..5000}):80" "$p:$(printf '9%.0s' {1..5000})"; do
+    ":" "" "::1" "$p:$(printf '9%.0s' {1..5000})" "$p:8 0" "$p:-http"; do
     _h_rejected 8000 "$ch"
+  done
+  for ch in "$p:nosuchservice" "$(printf 'h%.0s' {1..5000}):80"; do
+    _h_unresolved 8000 "$ch"
   done
   _h_rejected 8000 ! "$p"
   _h_rejected 8000 "$p" % %
+  _h_rejected 8000 "$p" !
   _h_no_misfits
 }
 
@@ -392,13 +405,16 @@ _h_no_misfits() { [ ! -s "$T/misfits" ] || { cat "$T/misfits" >&2; return 1; }; 
   _h_no_misfits
 }
 
-@test "argument errors found while starting (listen service, -b, -s) also point to -h" {
-  # Names are looked up only at start-up; they are still argument errors.
-  for bad in -1 " 80" 80x nosuchservice; do
+@test "a listen port that is no number or name points to -h; names that do not resolve do not" {
+  for bad in -1 " 80" "80!" "8 0"; do
     _h_rejected -- "$bad" 127.0.0.1:9
   done
-  _h_rejected -b 999.1.1.1 8000 127.0.0.1:9
-  _h_rejected -s nosuchservice 8000 127.0.0.1:9
+  # Names are looked up only at start-up: one line with the resolver's why.
+  for bad in 80x nosuchservice; do
+    _h_unresolved -- "$bad" 127.0.0.1:9
+  done
+  _h_unresolved -b 999.1.1.1 8000 127.0.0.1:9
+  _h_unresolved -s nosuchservice 8000 127.0.0.1:9
   _h_no_misfits
 }
 

@@ -91,7 +91,8 @@ hold_bg() { client_bg "$1" -m hold -i "$2" -g -H "$3" -x -t 30; }
 
 @test "a down channel is probed every -r seconds and its waiting client served when it is back" {
   port=$(free_port)
-  start_balance -r 0.5 -- "127.0.0.1:$port"
+  # -O: wait out the outage; -e: the client's FIN after its request keeps it waiting.
+  start_balance -r 0.5 -O 15 -e -- "127.0.0.1:$port"
   client_bg c1 -n 1000 -x -t 15
   sleep 1 # c1 finds the only channel down and waits
   running "$(pid_of c1)"
@@ -118,4 +119,59 @@ hold_bg() { client_bg "$1" -m hold -i "$2" -g -H "$3" -x -t 30; }
   wait_for 5 served 2 g0 g1
   [ "$(log_of g0)" = 1 ]
   [ "$(log_of g1)" = 2 ]
+}
+
+@test "a client that finds no channel in service is closed at once and counted as refused" {
+  port=$(free_port)
+  start_hold a
+  start_balance -r 60 -- "127.0.0.1:$port" ! "127.0.0.1:$(port_of a)"
+  run -0 "$BALANCE" -S "$T/ctl.sock" -c "group 1; disable 0" "$BAL_PORT"
+  t0=$(now_ms)
+  run -0 "$HELPER" end -t 5 "$BAL_ADDR" "$BAL_PORT"  # its connect fails over to nothing
+  [[ $output == *"end=eof"* ]]
+  [ $(($(now_ms) - t0)) -lt 2000 ]
+  run -0 "$BALANCE" -S "$T/ctl.sock" -c "show" "$BAL_PORT"
+  [[ $output == *"; 0 dropped, 1 refused"* ]]
+  [ "$(lines_in "$T/a.log")" -eq 0 ]
+}
+
+@test "clients already waiting stay when every channel goes out of service, and are served when one is enabled" {
+  start_hold a
+  start_balance -- "127.0.0.1:$(port_of a):1"
+  hold_bg c1 1 20
+  wait_for 5 served 1 a
+  hold_bg c2 2 1
+  wait_for 5 eval '[[ $("$BALANCE" -S "$T/ctl.sock" -c "show queue" "$BAL_PORT") == "1 waiting "* ]]'
+  run -0 "$BALANCE" -S "$T/ctl.sock" -c "disable 0" "$BAL_PORT"
+  kill "$(pid_of c1)"  # c1's slot frees; the channel stays disabled
+  sleep 0.3
+  running "$(pid_of c2)"
+  run -0 "$BALANCE" -S "$T/ctl.sock" -c "enable 0" "$BAL_PORT"
+  wait_for 5 served 2 a
+  finish c2
+}
+
+@test "a waiting client that sends its request and closes leaves the queue; nothing reaches a back-end" {
+  start_hold a
+  start_balance -- "127.0.0.1:$(port_of a):1"
+  hold_bg c1 1 20
+  wait_for 5 served 1 a
+  run -0 client -m print -i 2 -x -t 2  # sends "2\n", half-closes while it waits
+  [ -z "$output" ]
+  [[ $("$BALANCE" -S "$T/ctl.sock" -c "show queue" "$BAL_PORT") == "0 waiting "* ]]
+  kill "$(pid_of c1)"
+  sleep 0.5
+  [ "$(log_of a)" = 1 ]  # client 2 never reached the back-end
+}
+
+@test "-e keeps a half-closed waiting client in the queue and delivers its request" {
+  start_hold a
+  start_balance -e -- "127.0.0.1:$(port_of a):1"
+  hold_bg c1 1 20
+  wait_for 5 served 1 a
+  client_bg c2 -m hold -i 2 -x -t 20
+  wait_for 5 eval '[[ $("$BALANCE" -S "$T/ctl.sock" -c "show queue" "$BAL_PORT") == "1 waiting "* ]]'
+  kill "$(pid_of c1)"
+  wait_for 5 served 2 a
+  [ "$(log_of a)" = "1 2" ]
 }

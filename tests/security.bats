@@ -70,14 +70,14 @@ show_answers() {
   as_user
   mkdir_user "$U/elsewhere" 700
   ln -s "$U/elsewhere" "$D"
-  refused_start "balance: $D: not a directory (a symbolic link or file is in the way); refusing to use it"
+  refused_start "balance: $D: not a directory (a symbolic link or file is in the way); refusing to use it (remove it, or give -S a socket path in a directory of your own)"
   [ -z "$(ls -A "$U/elsewhere")" ]
 }
 
 @test "a file in place of the socket directory is refused" {
   as_user
   echo keep >"$D"
-  refused_start "balance: $D: not a directory (a symbolic link or file is in the way); refusing to use it"
+  refused_start "balance: $D: not a directory (a symbolic link or file is in the way); refusing to use it (remove it, or give -S a socket path in a directory of your own)"
   [ "$(cat "$D")" = keep ]
 }
 
@@ -85,7 +85,7 @@ show_answers() {
   [ "$(id -u)" -eq 0 ] || skip "needs root to make a directory owned by another user"
   as_user
   mkdir -m 700 "$D" # root's
-  refused_start "balance: $D: owned by uid 0, not by you; refusing to use it"
+  refused_start "balance: $D: owned by uid 0, not by you; refusing to use it (remove it, or give -S a socket path in a directory of your own)"
   [ -z "$(ls -A "$D")" ]
 }
 
@@ -94,7 +94,7 @@ show_answers() {
   for mode in 770 707 777 1777; do
     mkdir_user "$D" 700
     chmod "$mode" "$D"
-    refused_start "balance: $D: writable by others; refusing to use it (chmod 700 it)"
+    refused_start "balance: $D: writable by others; refusing to use it (chmod 700 it, or give -S a socket path in a directory of your own)"
     [ -z "$(ls -A "$D")" ]
     rmdir "$D"
   done
@@ -188,15 +188,49 @@ show_answers() {
   run -0 "$BALANCE" -S "$W/ctl.sock" -c version "$BAL_PORT"
 }
 
-@test "root may use the control socket of another user's balance" {
+@test "the client talks only to a server run by its own user or root" {
   [ "$(id -u)" -eq 0 ] || skip "needs root"
   as_user
   start_server echo echo
   BAL_PORT=$(free_port)
+  # Another user's process at the socket: root's client will not send it
+  # a command, nor believe its reply.
   spawn balance "${AS_USER[@]}" "$BALANCE" -f -S "$U/ctl.sock" -b 127.0.0.1 "$BAL_PORT" "127.0.0.1:$(port_of echo)"
   wait_for 5 test -S "$U/ctl.sock"
-  [ "$(ls -n "$U/ctl.sock" | awk '{print $3}')" = "$UID_U" ]
-  run -0 "$BALANCE" -S "$U/ctl.sock" -c version "$BAL_PORT"
+  run -1 --separate-stderr "$BALANCE" -S "$U/ctl.sock" -c "disable 0" "$BAL_PORT"
+  [ "$stderr" = "balance: $U/ctl.sock: it is run by uid $UID_U, neither you nor root; not talking to it" ]
+  run -0 "${AS_USER[@]}" "$BALANCE" -S "$U/ctl.sock" -c "show csv" "$BAL_PORT"
+  [[ ${lines[1]} == "0,rr,0,ENA,"* ]]  # nothing was disabled
+}
+
+@test "members of the -G group may look but not change anything" {
+  [ "$(id -u)" -eq 0 ] || skip "needs root to run balance for a group"
+  as_user
+  group=$(id -gn nobody)
+  start_server echo echo
+  start_balance -G "$group" -S "$U/root.sock" -- "127.0.0.1:$(port_of echo)"
+  wait_for 5 test -S "$U/root.sock"
+  [ "$(stat -c '%a %G' "$U/root.sock")" = "660 $group" ]
+  run -0 "${AS_USER[@]}" "$BALANCE" -S "$U/root.sock" -c "show csv; show json; mrtg-bytes 0 0; version; help; group 0" "$BAL_PORT"
+  run -1 --separate-stderr "${AS_USER[@]}" "$BALANCE" -S "$U/root.sock" -c "disable 0" "$BAL_PORT"
+  [ "$stderr" = "error: permission denied: disable changes balance, and this session is read-only (-G)" ]
+  run -1 --separate-stderr "${AS_USER[@]}" "$BALANCE" -S "$U/root.sock" -c "group 1" "$BAL_PORT"
+  [ "$stderr" = "error: permission denied: read-only access cannot add a group" ]
+  run -0 "$BALANCE" -S "$U/root.sock" -c "show csv" "$BAL_PORT"
+  [[ ${lines[1]} == "0,rr,0,ENA,"* ]]
+  [ "$(awk -F, 'NR > 1' <<<"$output" | wc -l)" -eq 1 ]  # no group was added
+}
+
+@test "a client refuses a socket directory squatted by another user" {
+  [ "$(id -u)" -eq 0 ] || skip "needs root to act as two users"
+  id daemon >/dev/null 2>&1 || skip "no daemon user"
+  as_user
+  # nobody made daemon's socket directory first; daemon's client must not use it.
+  daemon_uid=$(id -u daemon)
+  mkdir_user "$U/balance-$daemon_uid" 700
+  run -1 --separate-stderr setpriv --reuid=daemon --regid=daemon --clear-groups env TMPDIR="$U" \
+    "$BALANCE" -c show 3632
+  [ "$stderr" = "balance: $U/balance-$daemon_uid: owned by uid $UID_U, not by you; refusing to use it (remove it, or give -S a socket path in a directory of your own)" ]
 }
 
 # ---------------------------------------------------------------- hostile clients
