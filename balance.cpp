@@ -203,6 +203,14 @@ int run_proxy(State& state) {
   std::string err;
   state.now_ms = monotonic_ms();
   state.pool.set_options(state.options.pool);
+  for (const auto& [kind, network] : state.options.rules) {
+    std::string why;
+    if (!state.rules.add(kind, network, &why))
+      return usage_error(std::string(kind == RuleKind::Allow  ? "-A "
+                                     : kind == RuleKind::Deny ? "-D "
+                                                              : "-P ") +
+                         why);
+  }
   // Names are looked up once, now: a name that does not resolve is not a
   // usage error (no pointer to -h), just reported with the resolver's why.
   if (!resolve_listen_addresses(state, &err)) return fail(err);

@@ -40,6 +40,7 @@ struct FdShortage {
 struct State {
   Options options;
   Pool pool;               // configured from options.pool at start-up
+  ClientRules rules;       // -A, -D, -P and their run-time changes
   std::unique_ptr<Poller> poller;
   Log log;
   FdShortage fd_shortage;

@@ -29,7 +29,7 @@ constexpr size_t kMaxDiscard = 64 * 1024;  // a longer unended line ends the ses
 constexpr size_t kMaxSessions = 64;
 constexpr int64_t kIdleMs = 600000;  // an idle control session ends after 10 min
 
-enum class Arg { Channel, Group, Maxc, Weight, Host, Port, Form };
+enum class Arg { Channel, Group, Maxc, Weight, Host, Port, Form, Rule };
 
 using Handler = Reply (*)(const Command&, ControlContext&);
 
@@ -249,15 +249,29 @@ Reply run_group_type(const Command& command, ControlContext& context) {
   return text("group " + g + " set to " + (hash ? "hash" : "round robin"));
 }
 
+Reply run_rule(const Command& command, ControlContext& context) {
+  ClientRules& rules = context.state.rules;
+  std::string why;
+  bool done = command.remove ? rules.remove(command.rule, command.network, &why)
+                             : rules.add(command.rule, command.network, &why);
+  if (!done) return error(why);
+  Network network;
+  parse_network(command.network, &network, &why);
+  std::string rule = std::string(to_string(command.rule)) + " " + to_string(network);
+  context.state.log.info("control (uid %ld): rule %s %s", long(context.peer_uid), rule.c_str(),
+                         command.remove ? "removed" : "added");
+  return text("rule " + rule + (command.remove ? " removed" : " added"));
+}
+
 const std::vector<Keyword>& keywords() {
   // balance 3.x's commands first, in the order 3.x tries them, so that
   // its one-letter prefixes mean what they meant (d = disable, h = help,
   // r = reset, m = maxc); then the newer ones.
   static const std::vector<Keyword> table = {
       {"quit", Verb::Quit, {}, {}, "quit", "end this control session", true, run_quit, false},
-      {"show", Verb::Show, {}, {Arg::Form}, "show [brief|csv|json|queue]",
+      {"show", Verb::Show, {}, {Arg::Form}, "show [brief|csv|json|queue|rules]",
        "channels and counters; brief fits 80 columns; csv and json for programs; "
-       "queue lists waiting clients",
+       "queue lists waiting clients; rules the client rules",
        true, run_show, false},
       {"help", Verb::Help, {}, {}, "help", "show this list (also ?)", true, run_help, false},
       {"kill", Verb::Kill, {}, {}, "kill", "stop this balance process", true, run_kill},
@@ -289,6 +303,8 @@ const std::vector<Keyword>& keywords() {
        "set the speed of one slot of channel C", false, run_setting},
       {"delete", Verb::Delete, {Arg::Channel}, {}, "delete C",
        "remove channel C at once; its connections finish", false, run_delete},
+      {"rule", Verb::Rule, {Arg::Rule, Arg::Rule}, {Arg::Rule}, "rule [remove] allow|deny|priority NET",
+       "add (or remove) a client rule; show rules lists them", false, run_rule},
   };
   return table;
 }
@@ -337,15 +353,17 @@ bool parse_arg(Arg arg, const std::string& word, Command* command, std::string* 
     case Arg::Form: {
       static const std::pair<const char*, ShowForm> forms[] = {
           {"brief", ShowForm::Brief}, {"csv", ShowForm::Csv}, {"json", ShowForm::Json},
-          {"queue", ShowForm::Queue}};
+          {"queue", ShowForm::Queue}, {"rules", ShowForm::Rules}};
       for (auto& [name, form] : forms)
         if (word == name) {
           command->form = form;
           return true;
         }
-      *why = "show takes brief, csv, json or queue, not \"" + word + "\"";
+      *why = "show takes brief, csv, json, queue or rules, not \"" + word + "\"";
       return false;
     }
+    case Arg::Rule:
+      return true;  // the whole rule is checked by parse_rule()
   }
   return false;
 }
@@ -366,6 +384,33 @@ std::vector<std::string> split_words(const std::string& line) {
 
 bool begins(const char* name, const std::string& word) {
   return std::strncmp(name, word.c_str(), word.size()) == 0;
+}
+
+// "rule allow|deny|priority NET" or "rule remove allow|deny|priority NET".
+bool parse_rule(const std::vector<std::string>& words, Command* command, std::string* err) {
+  static const char* usage = "usage: rule allow|deny|priority NET, or rule remove allow|deny|priority NET";
+  size_t at = 1;
+  command->remove = words[at] == "remove";
+  if (command->remove) ++at;
+  if (words.size() != at + 2) {
+    *err = usage;
+    return false;
+  }
+  const std::string& kind = words[at];
+  if (kind == "allow") {
+    command->rule = RuleKind::Allow;
+  } else if (kind == "deny") {
+    command->rule = RuleKind::Deny;
+  } else if (kind == "priority") {
+    command->rule = RuleKind::Priority;
+  } else {
+    *err = "\"" + kind + "\" is not allow, deny or priority; " + usage;
+    return false;
+  }
+  Network network;
+  if (!parse_network(words[at + 1], &network, err)) return false;
+  command->network = words[at + 1];
+  return true;
 }
 
 // The keyword a word names: itself, else the first 3.x command it
@@ -421,6 +466,7 @@ bool parse_command(const std::string& raw, Command* command, bool* empty, std::s
   }
   *command = Command();
   command->verb = keyword->verb;
+  if (keyword->verb == Verb::Rule) return parse_rule(words, command, err);
   for (size_t i = 0; i < given; ++i) {
     Arg arg = i < keyword->required.size() ? keyword->required[i]
                                            : keyword->optional[i - keyword->required.size()];

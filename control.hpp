@@ -19,7 +19,7 @@
 
 enum class Verb {
   Quit, Show, Help, Kill, Disable, Group, Reset, Enable, Create, Assign, Maxc, MrtgBytes,
-  MrtgConns, Version, Hash, RoundRobin, Weight, Delete,
+  MrtgConns, Version, Hash, RoundRobin, Weight, Delete, Rule,
 };
 
 // One parsed command line; numbers are parsed and range-checked once.
@@ -33,6 +33,9 @@ struct Command {
   bool has_weight = false;
   std::string host, port;  // create, assign
   ShowForm form = ShowForm::Table;
+  bool remove = false;             // rule remove KIND NET
+  RuleKind rule = RuleKind::Allow;  // rule KIND NET
+  std::string network;              // NET, as typed (checked by the parser)
 };
 
 constexpr size_t kMaxLine = 4096;

@@ -7,9 +7,10 @@
 #include <cstring>
 
 const char* const kUsage =
-    "usage: balance [-46adefFHMp] [-b addr] [-B addr] [-G group] [-k t,i,n] [-K t,i,n]\n"
-    "               [-O sec] [-q len] [-r sec] [-s [addr:]port] [-S path] [-t sec]\n"
-    "               [-T sec] [-w sec] port channel ... [! | % channel ...] ...\n"
+    "usage: balance [-46adefFHMp] [-A net] [-b addr] [-B addr] [-D net] [-G group]\n"
+    "               [-k t,i,n] [-K t,i,n] [-O sec] [-P net] [-q len] [-r sec] [-R n]\n"
+    "               [-s [addr:]port] [-S path] [-t sec] [-T sec] [-w sec]\n"
+    "               port channel ... [! | % channel ...] ...\n"
     "       balance [-b addr] [-S path] [-t sec] -i port\n"
     "       balance [-b addr] [-S path] [-t sec] -c command port\n"
     "       balance -h | -V\n";
@@ -22,10 +23,12 @@ const char* const kOptionHelp =
     "  -4          IPv4 only\n"
     "  -6          IPv6 only\n"
     "  -a          a channel that fails is disabled (autodisable), not probed\n"
+    "  -A net      allow clients from net (IPv4 or IPv6 CIDR); once one is given, others are refused\n"
     "  -b addr     listen on addr only (and name the control socket after it)\n"
     "  -B addr     connect to back-ends from addr\n"
     "  -c command  run control commands (separated by ; or newlines) and exit\n"
     "  -d          log a line for every connection when it ends\n"
+    "  -D net      refuse clients from net (rules apply in order, first match wins)\n"
     "  -f, -F      stay in the foreground, log to standard error\n"
     "  -G group    let members of group use the control socket read-only\n"
     "  -h          print this help and exit\n"
@@ -37,8 +40,10 @@ const char* const kOptionHelp =
     "  -M          accepted and ignored (balance 3.x's shared memory)\n"
     "  -O sec      new clients wait up to sec while no channel is in service (default 0)\n"
     "  -p          print every relayed byte on standard output (implies -f)\n"
+    "  -P net      waiting clients from net are served before the others\n"
     "  -q len      at most len clients wait for a slot (default 1024; 0 = none)\n"
     "  -r sec      probe a down channel every sec seconds (default 5)\n"
+    "  -R n        with -P, at least one client in n served is not a priority one (default 5)\n"
     "  -s [addr:]port  serve statistics over HTTP (addr default 127.0.0.1)\n"
     "  -S path     control socket path\n"
     "  -t sec      connect timeout (default 5); with -c and -i, the longest wait for an answer\n"
@@ -334,6 +339,30 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
           if (!take_value(args, &i, &pos, flag, &value, err) ||
               !set_seconds(flag, value, 0, options, &options->pool.queue_wait_ms, err))
             return false;
+          break;
+        case 'A':
+        case 'D':
+        case 'P': {
+          if (!take_value(args, &i, &pos, flag, &value, err)) return false;
+          Network network;
+          std::string why;
+          if (!parse_network(value, &network, &why)) {
+            *err = std::string("-") + flag + " " + why;
+            return false;
+          }
+          options->rules.emplace_back(flag == 'A'   ? RuleKind::Allow
+                                      : flag == 'D' ? RuleKind::Deny
+                                                    : RuleKind::Priority,
+                                      value);
+          break;
+        }
+        case 'R':
+          if (!take_value(args, &i, &pos, flag, &value, err)) return false;
+          if (!parse_unsigned(value, 1, 1000000, &number)) {
+            *err = "-R " + value + ": must be an integer from 1 to 1000000";
+            return false;
+          }
+          options->pool.relief_every = unsigned(number);
           break;
         case 'k':
         case 'K':

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "classes.hpp"
 #include "pool.hpp"
 
 enum class Mode { Proxy, Interactive, Command, Help, Version };
@@ -42,6 +43,8 @@ struct Options {
   bool keep_half_closed = false; // -e: a waiting client's EOF is not abandonment
   Keepalive client_keepalive;    // -k
   Keepalive server_keepalive;    // -K
+  // -A, -D, -P in the order given: access rules and priority networks.
+  std::vector<std::pair<RuleKind, std::string>> rules;
   PoolOptions pool;              // -a, -H, -q, -w, -r
   std::string bind_address;      // -b, empty = every address
   std::string source_address;    // -B

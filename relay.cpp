@@ -70,6 +70,7 @@ struct Connection final : Watcher {
   std::string key;  // client host key for hash groups
   Channel* channel = nullptr;
   uint64_t ticket = 0;       // its place in the pool's wait queue, 0 = none
+  bool priority = false;     // from a priority network (-P): served first
   std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
   std::list<Connection*>::iterator timer_it;
   int64_t accepted_ms = 0, connect_ms = 0, relay_ms = 0, active_ms = 0;
@@ -466,6 +467,17 @@ bool Proxy::listen(std::string* err) {
 }
 
 void Proxy::accepted(Fd fd, const Address& peer) {
+  // Access rules first: a refused client is closed before anything else
+  // happens, and no back-end ever hears of it.
+  ClientRules& rules = state_.rules;
+  size_t rule = ClientRules::kNone;
+  bool allowed = rules.allowed(peer, &rule);
+  rules.count(rule);
+  if (!allowed) {
+    log_drop(drop_denied_, "refused by the access rules",
+             peer.host_text() + " (" + rules.describe(rule) + ")");
+    return;  // fd closes here
+  }
 #if !defined(__linux__)
   set_nodelay(fd.get());  // Linux passes the listener's TCP_NODELAY on
 #endif
@@ -475,6 +487,8 @@ void Proxy::accepted(Fd fd, const Address& peer) {
   connection->client.fd = std::move(fd);
   connection->peer = peer;
   connection->key = peer.host_key();
+  connection->priority = rules.priority(peer, &rule);
+  rules.count(rule);
   connection->accepted_ms = state_.now_ms;
   connection->index = connections_.size();
   Connection& c = *connection;
@@ -496,6 +510,7 @@ void Proxy::dispatch(Connection& c) {
   waiter.owner = &c;
   waiter.key = c.key;
   waiter.port = c.peer.port();
+  waiter.priority = c.priority;
   switch (pool.enqueue(waiter, state_.now_ms, &c.ticket)) {
     case Admission::Queued:
       c.state = ConnState::Waiting;
@@ -618,12 +633,13 @@ void Proxy::finished(Connection& c) {
   closed_.push_back(&c);
 }
 
-void Proxy::log_drop(DropLog& log, const char* why) {
+void Proxy::log_drop(DropLog& log, const char* why, const std::string& last) {
   // At most one line every ten seconds per reason, however many clients
-  // are closed.
+  // are closed (a scan of the port floods nothing).
   ++log.since_log;
   if (state_.now_ms - log.last_ms < 10000) return;
-  state_.log.warning("%s: %llu client(s) closed", why, (unsigned long long)log.since_log);
+  state_.log.warning("%s: %llu client(s) closed%s", why, (unsigned long long)log.since_log,
+                     last.empty() ? "" : (", the last " + last).c_str());
   log.since_log = 0;
   log.last_ms = state_.now_ms;
 }

@@ -80,7 +80,7 @@ class Proxy {
     int64_t last_ms = -1000000;
     uint64_t since_log = 0;
   };
-  void log_drop(DropLog& log, const char* why);
+  void log_drop(DropLog& log, const char* why, const std::string& last = "");
 
   State& state_;
   Acceptor acceptor_;
@@ -95,7 +95,7 @@ class Proxy {
   std::list<Connection*> connecting_;
   std::list<Connection*> idle_;
   uint64_t next_id_ = 1;
-  DropLog drop_full_, drop_wait_, drop_refused_;
+  DropLog drop_full_, drop_wait_, drop_refused_, drop_denied_;
 };
 
 #endif

@@ -288,15 +288,34 @@ void pad(std::string* out, const std::string& text, int width) {
 }
 
 // The queue lines that end `show` in every text form.
-std::string queue_lines(const Pool& pool) {
+// "N clients, mean X s, max Y s".
+std::string waits_text(const WaitStats& waits) {
+  return std::to_string(waits.count) + " clients, mean " + fixed3(waits.mean_seconds()) +
+         " s, max " + fixed3(seconds(waits.max_ms)) + " s";
+}
+
+bool has_priority_rules(const ClientRules& rules) {
+  for (const ClientRule& rule : rules.rules())
+    if (rule.kind == RuleKind::Priority) return true;
+  return false;
+}
+
+// With priority networks (-P), the waits of each class.
+std::string classes_line(const State& state) {
+  if (!has_priority_rules(state.rules)) return "";
+  return "\nwaited by class: priority " + waits_text(state.pool.waits(true)) + "; normal " +
+         waits_text(state.pool.waits(false));
+}
+
+std::string queue_lines(const State& state) {
+  const Pool& pool = state.pool;
   WaitStats waits = pool.waits();
   return "\nqueue: " + std::to_string(pool.queue_length()) + " waiting, high-water " +
          std::to_string(pool.queue_high_water()) + ", limit " +
          std::to_string(pool.options().queue_limit) + ", wait limit " +
          fixed3(seconds(pool.options().queue_wait_ms)) + " s; " + std::to_string(pool.dropped()) +
          " dropped, " + std::to_string(pool.refused()) + " refused\nwaited: " +
-         std::to_string(waits.count) + " clients, mean " + fixed3(waits.mean_seconds()) +
-         " s, max " + fixed3(seconds(waits.max_ms)) + " s";
+         waits_text(waits) + classes_line(state);
 }
 
 // "192.0.2.7:51234" or "[2001:db8::7]:51234" from a waiter's key and port.
@@ -359,7 +378,7 @@ class TableShow final : public ChannelWalk {
     pad(out, g.type() == GroupType::Hash ? "Hash" : "RR", -4);
     *out += "   - (no channels)";
   }
-  void tail(std::string* out) override { *out += queue_lines(state_.pool); }
+  void tail(std::string* out) override { *out += queue_lines(state_); }
 
   bool brief_;
   const ChannelField* last_ = nullptr;  // the last column: not padded
@@ -421,7 +440,25 @@ class JsonShow final : public ChannelWalk {
       field.get(pool, &value_);
       json_member(out, field.key, value_, &first);
     }
-    *out += "},\"groups\":[";
+    for (bool priority : {true, false}) {
+      const WaitStats& waits = pool.waits(priority);
+      *out += std::string(",\"") + (priority ? "priority" : "normal") +
+              "\":{\"length\":" + std::to_string(pool.waiters(priority).size()) +
+              ",\"waited\":" + std::to_string(waits.count) +
+              ",\"wait_mean_s\":" + fixed3(waits.mean_seconds()) +
+              ",\"wait_max_s\":" + fixed3(seconds(waits.max_ms)) + "}";
+    }
+    *out += "},\"rules\":[";
+    const ClientRules& rules = state_.rules;
+    for (size_t i = 0; i < rules.rules().size(); ++i) {
+      const ClientRule& rule = rules.rules()[i];
+      *out += std::string(i ? "," : "") + "{\"kind\":" + json_string(to_string(rule.kind)) +
+              ",\"network\":" + json_string(to_string(rule.network)) +
+              ",\"" + counter_name(rule.kind) + "\":" + std::to_string(rule.count) + "}";
+    }
+    *out += "],\"default_deny\":" + std::string(rules.default_deny() ? "true" : "false") +
+            ",\"default_deny_refused\":" + std::to_string(rules.default_refusals()) +
+            ",\"groups\":[";
   }
   void group_start(size_t group, std::string* out) override {
     if (group > 0) *out += ',';
@@ -488,6 +525,25 @@ class QueueShow final : public Producer {
   size_t position_ = 0;
 };
 
+// `show rules`: the access rules in evaluation order, the default, then
+// the priority networks, each with its counter.
+class RulesShow final : public Producer {
+ public:
+  explicit RulesShow(const State& state) : state_(state) {}
+  bool produce(std::string* out) override {
+    std::vector<std::string> lines = state_.rules.listing();
+    *out += std::to_string(state_.rules.rules().size()) + " rules" +
+            (lines.empty() ? " (every client is allowed)" : "") +
+            "; relief: one client in " + std::to_string(state_.pool.options().relief_every) +
+            " served is not a priority one";
+    for (const std::string& line : lines) *out += "\n" + printable(line);
+    return false;
+  }
+
+ private:
+  const State& state_;
+};
+
 // Prometheus text format: the process and queue metrics, then one family
 // per channel field that has a metric, each over every channel.
 class PrometheusShow final : public Producer {
@@ -505,6 +561,8 @@ class PrometheusShow final : public Producer {
         field.get(state_.pool, &value_);
         *out += name + " " + value_.plain() + "\n";
       }
+      classes(out);
+      rules(out);
       next_family();
     }
     for (int done = 0; done < kChannelsPerPiece;) {
@@ -528,6 +586,30 @@ class PrometheusShow final : public Producer {
   }
 
  private:
+  void classes(std::string* out) {
+    const Pool& pool = state_.pool;
+    family(out, "balance_queue_class_waited_total", "counter", "Clients served after waiting, by class.");
+    for (bool priority : {true, false})
+      *out += std::string("balance_queue_class_waited_total{class=\"") +
+              (priority ? "priority" : "normal") + "\"} " +
+              std::to_string(pool.waits(priority).count) + "\n";
+    family(out, "balance_queue_class_wait_seconds_total", "counter", "Their summed wait, by class.");
+    for (bool priority : {true, false})
+      *out += std::string("balance_queue_class_wait_seconds_total{class=\"") +
+              (priority ? "priority" : "normal") + "\"} " +
+              fixed3(seconds(int64_t(pool.waits(priority).total_ms))) + "\n";
+  }
+  void rules(std::string* out) {
+    const ClientRules& rules = state_.rules;
+    family(out, "balance_rule_clients_total", "counter",
+           "Clients a rule decided: allowed, refused, or queued as priority.");
+    for (const ClientRule& rule : rules.rules())
+      *out += std::string("balance_rule_clients_total{kind=\"") + to_string(rule.kind) +
+              "\",network=\"" + to_string(rule.network) + "\"} " + std::to_string(rule.count) + "\n";
+    if (rules.default_deny())
+      *out += "balance_rule_clients_total{kind=\"default deny\",network=\"\"} " +
+              std::to_string(rules.default_refusals()) + "\n";
+  }
   static void family(std::string* out, const char* name, const char* type, const char* help) {
     *out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
   }
@@ -604,6 +686,7 @@ std::unique_ptr<Producer> make_show(const State& state, ShowForm form) {
     case ShowForm::Csv: return std::make_unique<CsvShow>(state);
     case ShowForm::Json: return std::make_unique<JsonShow>(state);
     case ShowForm::Queue: return std::make_unique<QueueShow>(state);
+    case ShowForm::Rules: return std::make_unique<RulesShow>(state);
   }
   return nullptr;
 }

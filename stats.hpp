@@ -11,7 +11,7 @@
 
 #include "server.hpp"
 
-enum class ShowForm { Table, Brief, Csv, Json, Queue };
+enum class ShowForm { Table, Brief, Csv, Json, Queue, Rules };
 
 std::unique_ptr<Producer> make_show(const State& state, ShowForm form);
 std::unique_ptr<Producer> make_prometheus(const State& state);

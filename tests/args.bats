@@ -45,7 +45,7 @@ unresolved() {
 }
 
 @test "a port that is neither a number nor a service name is a usage error" {
-  refused "balance: 80x!: port must be a number from 1 to 65535 or a service name" -f 8000 127.0.0.1:80x!
+  refused "balance: 127.0.0.1:80x!: port must be a number from 1 to 65535 or a service name" -f 8000 127.0.0.1:80x!
   refused "balance:  80: port must be a number from 1 to 65535 or a service name" -f " 80" 127.0.0.1
 }
 

@@ -85,16 +85,15 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
 @test "-i reconnects by itself after the server closed its session" {
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)"
-  mkfifo "$T/in"
-  spawn ic "$BALANCE" -S "$T/ctl.sock" -i "$BAL_PORT" <"$T/in"
-  exec 8>"$T/in"
-  echo "group 1" >&8
+  # The commands after the first wait for $T/go (at most 10 s).
+  spawn ic bash -c '{ echo "group 1"
+      for _ in $(seq 200); do [ -e "$1/go" ] && break; sleep 0.05; done
+      echo "show queue"; echo "create 127.0.0.1 9"; } | "$2" -S "$1/ctl.sock" -i "$3"' \
+    _ "$T" "$BALANCE" "$BAL_PORT"
   wait_for 5 grep -q "^group 1$" "$T/ic.out"
   # 64 newer sessions: the -i session is the idlest and is closed.
   run -0 ctltool hold -n 64 -H 1 -a 'version\n' "$T/ctl.sock"
-  echo "show queue" >&8
-  echo "create 127.0.0.1 9" >&8
-  exec 8>&-
+  touch "$T/go"
   finish ic
   [ "$(sed -n 2p "$T/ic.out")" = "0 waiting (high-water 0, limit 1024)" ]
   # The group chosen before is chosen again: the channel lands in group 1.

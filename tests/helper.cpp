@@ -36,13 +36,14 @@
 //
 // Clients (all take HOST PORT last; -t SEC is the overall deadline).
 //   helper client [-n BYTES] [-s SEED] [-i ID] [-x] [-H SEC] [-g] [-A]
-//                 [-k BYTES -I SEC] [-m MODE] [-r FILE] [-c N]
+//                 [-k BYTES -I SEC] [-m MODE] [-r FILE] [-c N] [-B ADDR]
 //       send BYTES of stream(SEED) (after "ID\n" with -i), receive, check;
 //       -x: shut the write side once all is sent (-H: SEC later; -g: counted
 //       from the server's first line), -A: send only after the server's EOF,
 //       -k/-I: one chunk every SEC, -m echo (default) | sink | source:N:SEED |
 //       hold | print, -r FILE: created once connected, -c N: N clients in
-//       parallel processes (ids and seeds count up). Exit 0 correct, 1 wrong
+//       parallel processes (ids and seeds count up), -B ADDR: connect from
+//       ADDR (e.g. 127.0.0.2). Exit 0 correct, 1 wrong
 //       or failed, 2 deadline passed.
 //   helper integrity [-c N] [-M MIB] [-C MIB] [-z BYTES] [-m duplex|echo]
 //                    [-F FLAGS] [-s SEED] [-r FILE] [-a]

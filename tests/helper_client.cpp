@@ -76,6 +76,7 @@ struct ClientOpts {
   double hold = 0, interval = 0, timeout = 10;
   size_t chunk = 0;
   std::string mode = "echo", readyfile;
+  std::string source;  // -B: connect from this address
   uint64_t src_n = 0, src_seed = 0;  // mode source:N:SEED
   int parallel = 1;
 };
@@ -195,7 +196,7 @@ int Client::run() {
   double deadline = now() + o_.timeout;
   next_chunk_ = now();
   int err = 0;
-  fd_ = connect_tcp(o_.host, o_.port, deadline, &err);
+  fd_ = connect_tcp(o_.host, o_.port, deadline, &err, o_.source);
   if (fd_ < 0) return fail(err == ETIMEDOUT ? 2 : 1, fmt("connect to %s port %s: %s", o_.host.c_str(), o_.port.c_str(), why(err)));
   Fd owner(fd_);
   if (!o_.readyfile.empty()) write_atomic(o_.readyfile, "connected\n");
@@ -254,7 +255,7 @@ int parallel_clients(const ClientOpts& o) {
 int client_main(int argc, char** argv) {
   ClientOpts o;
   int ch;
-  while ((ch = getopt(argc, argv, "n:s:i:xH:gAk:I:m:t:r:c:")) != -1) {
+  while ((ch = getopt(argc, argv, "n:s:i:xH:gAk:I:m:t:r:c:B:")) != -1) {
     switch (ch) {
       case 'n': o.n = parse_u64(optarg, "-n"); break;
       case 's': o.seed = parse_u64(optarg, "-s"); break;
@@ -269,6 +270,7 @@ int client_main(int argc, char** argv) {
       case 't': o.timeout = parse_sec(optarg, "-t"); break;
       case 'r': o.readyfile = optarg; break;
       case 'c': o.parallel = parse_int(optarg, "-c", 1, 1000); break;
+      case 'B': o.source = optarg; break;
       default: die("bad option (see the comment at the top of helper.cpp)");
     }
   }

@@ -288,9 +288,10 @@ inline int so_error(int fd) {
   return err;
 }
 
-// Starts a non-blocking connect; -1 only when no socket could be made.
-// *err is 0 (connected or in progress) or the immediate error.
-inline int start_connect(const addrinfo* ai, int* err) {
+// Starts a non-blocking connect, from the numeric address `source` (port
+// 0) when it is not empty; -1 only when no socket could be made. *err is 0
+// (connected or in progress) or the immediate error.
+inline int start_connect(const addrinfo* ai, int* err, const std::string& source = "") {
   int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
   if (fd < 0) {
     *err = errno;
@@ -298,6 +299,15 @@ inline int start_connect(const addrinfo* ai, int* err) {
   }
   set_nonblock(fd);
   *err = 0;
+  if (!source.empty()) {
+    addrinfo* from = resolve(source, "0", true);
+    int rc = bind(fd, from->ai_addr, from->ai_addrlen);
+    freeaddrinfo(from);
+    if (rc != 0) {
+      *err = errno;
+      return fd;
+    }
+  }
   if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) *err = errno;
   return fd;
 }
@@ -313,13 +323,15 @@ inline int wait_connect(int fd, double deadline) {
   }
 }
 
-// Connects to host port before the deadline, trying each address in turn.
-// Returns the non-blocking socket, or -1 with *err set.
-inline int connect_tcp(const std::string& host, const std::string& port, double deadline, int* err) {
+// Connects to host port before the deadline (from `source`, if given),
+// trying each address in turn. Returns the non-blocking socket, or -1 with
+// *err set.
+inline int connect_tcp(const std::string& host, const std::string& port, double deadline, int* err,
+                       const std::string& source = "") {
   addrinfo* res = resolve(host, port, false);
   int fd = -1;
   for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = start_connect(ai, err);
+    fd = start_connect(ai, err, source);
     if (fd < 0) continue;
     if (*err == 0) *err = wait_connect(fd, deadline);
     if (*err == 0) break;
