@@ -105,7 +105,16 @@ TEST(arguments_are_checked_strictly) {
             "channel \"99999999999999999999\" must be a channel number");
   EXPECT_EQ(parse_error("maxc 0 1000001"), "maxc \"1000001\" must be an integer from 0 to 1000000");
   EXPECT_EQ(parse_error("weight 0 0"), "weight \"0\" must be an integer from 1 to 1000000");
-  EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json or queue, not \"xml\"");
+  EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json, queue or rules, not \"xml\"");
+  EXPECT_EQ(parse_error("rule allow 10.0.0.0/33"), "10.0.0.0/33: prefix longer than 32 bits for IPv4");
+  EXPECT_EQ(parse_error("rule block 10.0.0.0/8"),
+            "\"block\" is not allow, deny or priority; usage: rule allow|deny|priority NET, or rule "
+            "remove allow|deny|priority NET");
+  EXPECT_EQ(parse_error("rule remove allow"),
+            "usage: rule allow|deny|priority NET, or rule remove allow|deny|priority NET");
+  Command rule = parsed("rule remove priority 10.2.0.0/24");
+  EXPECT_TRUE(rule.remove && rule.rule == RuleKind::Priority);
+  EXPECT_EQ(rule.network, "10.2.0.0/24");
   EXPECT_EQ(parse_error("create host"), "usage: create host port [maxc [weight]]");
   EXPECT_EQ(parse_error(std::string("show\x01", 5)), "the line holds bytes that are not printable text");
   EXPECT_EQ(parse_error("sh\xc3\xa9"), "the line holds bytes that are not printable text");
@@ -120,7 +129,7 @@ TEST(help_lists_every_keyword) {
   std::string help = help_text();
   for (const std::string& name : command_names())
     EXPECT_TRUE(help.find("\n  " + name) != std::string::npos);
-  EXPECT_EQ(command_names().size(), size_t(18));
+  EXPECT_EQ(command_names().size(), size_t(19));
   EXPECT_TRUE(help.find("\n\n") == std::string::npos);
 }
 
@@ -225,6 +234,22 @@ TEST(version_is_what_balance3_scripts_grep_for) {
   std::string version = f.run("version");
   EXPECT_TRUE(version.compare(0, 16, "This is balance ") == 0);
   EXPECT_TRUE(version.find(", pid ") != std::string::npos);
+}
+
+TEST(rules_change_through_the_rule_command) {
+  Fixture f;
+  bool ok = true;
+  EXPECT_EQ(f.run("rule deny 10.1.2.3/16", &ok), "rule deny 10.1.0.0/16 added");
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(f.run("rule deny 10.1.0.0/16", &ok), "error: 10.1.0.0/16: already a rule (deny 10.1.0.0/16)");
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(f.state.rules.rules().size(), size_t(1));
+  EXPECT_EQ(f.run("rule remove deny 10.1.0.0/16"), "rule deny 10.1.0.0/16 removed");
+  EXPECT_TRUE(f.run("show rules").compare(0, 7, "0 rules") == 0);
+  f.context.read_only = true;
+  EXPECT_EQ(f.run("rule allow 10.0.0.0/8", &ok),
+            "error: permission denied: rule changes balance, and this session is read-only (-G)");
+  EXPECT_TRUE(f.state.rules.rules().empty());
 }
 
 TEST(kill_and_quit) {
