@@ -48,6 +48,7 @@ struct Side {
   uint32_t piped = 0;      // bytes in the pipe
   bool pipe_full = false;  // splice_in() could not add to a non-empty pipe
   bool read_eof = false;    // this side sent EOF
+  bool hangup_seen = false; // a hang-up reported while waiting (-e), not yet read
   bool write_shut = false;  // we shut down writing to this side
   uint64_t bytes_read = 0;
 
@@ -170,7 +171,7 @@ void Connection::update_interest() {
     // A waiting client's bytes are read into its buffer (they go to the
     // back-end once it has one); once the buffer is full only its leaving
     // is watched for. A half-closed client kept by -e is not watched.
-    if (!client.read_eof) want = client.has_room() ? kReadable : kHangup;
+    if (!client.read_eof && !client.hangup_seen) want = client.has_room() ? kReadable : kHangup;
   } else {
     if (!client.read_eof && client.has_room()) want |= kReadable;
     if (state == ConnState::Relaying && backend.pending()) want |= kWritable;
@@ -198,7 +199,16 @@ void Connection::on_ready(int fd, unsigned events) {
         if (!pump(client, backend, true)) return;  // a reset: it has left
         client.bulk = false;  // a waiting client's bytes stay in its buffer
       } else if (events & kHangup) {
-        client.read_eof = true;  // gone, though its buffer was full
+        // Its buffer is full and it shut down its sending side (or is
+        // gone): bytes of its request may still wait unread in the
+        // socket. Either it has left, or (-e) it keeps its place and the
+        // rest of its request and its end are read once it is served.
+        if (!proxy.state().options.keep_half_closed) {
+          end_reason = "left the queue";
+          close_sides(false);
+          return;
+        }
+        client.hangup_seen = true;
       }
       // EOF from a waiting client, even after a request, is abandonment
       // (HAProxy's abortonclose): nothing is sent on its behalf. -e keeps

@@ -332,7 +332,8 @@ _h_out_of_fds() {
 @test "with -O, clients waiting while every channel is down are all served when one comes back" {
   one=$(free_port)
   two=$(free_port)
-  start_balance -t 1 -r 1 -O 15 -- "127.0.0.1:$one" ! "127.0.0.1:$two"
+  # -O: wait out the outage; -e: the integrity clients half-close after their upload.
+  start_balance -t 1 -r 1 -O 15 -e -- "127.0.0.1:$one" ! "127.0.0.1:$two"
   spawn waiting "$HELPER" integrity -c 5 -z 100000 -t 20 127.0.0.1 "$BAL_PORT"
   sleep 1.5 # both channels are found down; the five clients wait
   running "$(pid_of waiting)"
