@@ -187,7 +187,13 @@ Reply run_assign(const Command& command, ControlContext& context) {
   return text(channel_text(command) + " assigned to " + command.host + " " + command.port);
 }
 
-// maxc C N and weight C W: one setting of a channel.
+// "3", or "auto (prior 3)" for a learned weight.
+std::string weight_text(const Channel& channel) {
+  std::string weight = std::to_string(channel.config().weight);
+  return channel.learned() ? "auto (prior " + weight + ")" : weight;
+}
+
+// maxc C N and weight C W|auto: one setting of a channel.
 Reply run_setting(const Command& command, ControlContext& context) {
   Reply failure;
   Channel* channel = target(command, context, &failure);
@@ -195,14 +201,16 @@ Reply run_setting(const Command& command, ControlContext& context) {
   Pool& pool = context.state.pool;
   bool maxc = command.verb == Verb::Maxc;
   std::string name = maxc ? "maxc" : "weight";
-  unsigned was = maxc ? channel->config().maxc : channel->config().weight;
-  unsigned value = maxc ? command.maxc : command.weight;
+  std::string was = maxc ? std::to_string(channel->config().maxc) : weight_text(*channel);
   if (maxc)
-    pool.set_maxc(*channel, value);
+    pool.set_maxc(*channel, command.maxc);
+  else if (command.learn)  // the weight it has stays, as the prior
+    pool.set_weight(*channel, channel->config().weight, true);
   else
-    pool.set_weight(*channel, value);
-  log_change(context, *channel, name + " " + std::to_string(was) + " -> " + std::to_string(value));
-  return text(name + " of " + channel_text(command) + " set to " + std::to_string(value));
+    pool.set_weight(*channel, command.weight);
+  std::string now = maxc ? std::to_string(command.maxc) : weight_text(*channel);
+  log_change(context, *channel, name + " " + was + " -> " + now);
+  return text(name + " of " + channel_text(command) + " set to " + now);
 }
 
 Reply run_delete(const Command& command, ControlContext& context) {
@@ -299,8 +307,8 @@ const std::vector<Keyword>& keywords() {
        true, run_group_type},
       {"rr", Verb::RoundRobin, {}, {}, "rr", "schedule the current group by fastest free slot",
        true, run_group_type},
-      {"weight", Verb::Weight, {Arg::Channel, Arg::Weight}, {}, "weight C W",
-       "set the speed of one slot of channel C", false, run_setting},
+      {"weight", Verb::Weight, {Arg::Channel, Arg::Weight}, {}, "weight C W|auto",
+       "pin the speed of one slot of channel C, or learn it (auto)", false, run_setting},
       {"delete", Verb::Delete, {Arg::Channel}, {}, "delete C",
        "remove channel C at once; its connections finish", false, run_delete},
       {"rule", Verb::Rule, {Arg::Rule, Arg::Rule}, {Arg::Rule}, "rule [remove] allow|deny|priority NET",
@@ -337,12 +345,17 @@ bool parse_arg(Arg arg, const std::string& word, Command* command, std::string* 
       *why = "maxc \"" + word + "\" must be an integer from 0 to 1000000";
       return false;
     case Arg::Weight:
+      if (word == "auto" && command->verb == Verb::Weight) {
+        command->learn = true;
+        return true;
+      }
       if (parse_unsigned(word, 1, kMaxWeight, &value)) {
         command->weight = unsigned(value);
         command->has_weight = true;
         return true;
       }
-      *why = "weight \"" + word + "\" must be an integer from 1 to 1000000";
+      *why = "weight \"" + word + "\" must be an integer from 1 to 1000000" +
+             std::string(command->verb == Verb::Weight ? " or auto" : "");
       return false;
     case Arg::Host:
       command->host = word;

@@ -29,6 +29,7 @@ struct Command {
   unsigned channel = 0;   // C
   unsigned maxc = 0;      // N (maxc, create)
   unsigned weight = 1;    // W (weight, create)
+  bool learn = false;     // weight C auto: learn the speed
   bool has_maxc = false;  // create was given maxc
   bool has_weight = false;
   std::string host, port;  // create, assign

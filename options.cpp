@@ -7,8 +7,8 @@
 #include <cstring>
 
 const char* const kUsage =
-    "usage: balance [-46adefFHMp] [-A net] [-b addr] [-B addr] [-D net] [-G group]\n"
-    "               [-k t,i,n] [-K t,i,n] [-O sec] [-P net] [-q len] [-r sec] [-R n]\n"
+    "usage: balance [-46adefFHLMp] [-A net] [-b addr] [-B addr] [-D net] [-G group]\n"
+    "               [-j sec] [-k t,i,n] [-K t,i,n] [-O sec] [-P net] [-q len] [-r sec] [-R n]\n"
     "               [-s [addr:]port] [-S path] [-t sec] [-T sec] [-w sec]\n"
     "               port channel ... [! | % channel ...] ...\n"
     "       balance [-b addr] [-S path] [-t sec] -i port\n"
@@ -34,8 +34,10 @@ const char* const kOptionHelp =
     "  -h          print this help and exit\n"
     "  -H          hash failover: a busy hash channel passes its client on\n"
     "  -i          control the running balance interactively\n"
+    "  -j sec      size-aware: wait up to sec for a request's size and keep big jobs off slow slots\n"
     "  -k t,i,n    TCP keepalive to clients: idle t s, then every i s, n probes\n"
     "  -K t,i,n    TCP keepalive to back-ends, the same way\n"
+    "  -L          learn each channel's speed from its jobs (the weights become priors)\n"
     "  -e          a waiting client that half-closes keeps its place (default: it leaves)\n"
     "  -M          accepted and ignored (balance 3.x's shared memory)\n"
     "  -O sec      new clients wait up to sec while no channel is in service (default 0)\n"
@@ -290,6 +292,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'f':
         case 'F': options->foreground = true; break;  // 3.42 lists both
         case 'e': options->keep_half_closed = true; break;
+        case 'L': options->pool.learn_all = true; break;
         case 'H': options->pool.hash_failover = true; break;
         case 'M': break;  // balance's memory-mapped IPC; nothing is shared here
         case 'p': options->packet_dump = true; break;
@@ -375,6 +378,11 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'O':
           if (!take_value(args, &i, &pos, flag, &value, err) ||
               !set_seconds(flag, value, 0, options, &options->pool.outage_wait_ms, err))
+            return false;
+          break;
+        case 'j':
+          if (!take_value(args, &i, &pos, flag, &value, err) ||
+              !set_seconds(flag, value, 0, options, &options->size_wait_ms, err))
             return false;
           break;
         case 'q':

@@ -50,6 +50,7 @@ struct Options {
   std::string source_address;    // -B
   int64_t connect_timeout_ms = 5000;  // -t
   int64_t idle_timeout_ms = 0;        // -T, 0 = none
+  int64_t size_wait_ms = 0;           // -j: wait this long for a request's size, 0 = off
   std::string socket_path;            // -S, empty = derived
   std::string monitor_group;          // -G: read-only control access
   bool timeout_given = false;         // -t was given (the client's default differs)

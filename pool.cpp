@@ -9,6 +9,9 @@ namespace {
 // Hash-group first choices kept per group before the cache starts over.
 constexpr size_t kFirstChoiceCache = 4096;
 
+// Speeds are set anew when the scale moves by more than this factor.
+constexpr double kRescale = 1.5;
+
 uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
@@ -43,10 +46,12 @@ const char* to_string(Health health) { return health == Health::Up ? "up" : "dow
 const char* to_string(GroupType type) { return type == GroupType::Hash ? "hash" : "rr"; }
 
 double Channel::speed() const {
+  // A learned channel never measured: tried first while it is idle.
+  if (estimate_ && estimate_->jobs() == 0 && c_ == 0) return kUnmeasured;
   // Division is correctly rounded, so two channels get equal speeds
   // exactly when their rationals weight/sharers are equal (weights and
   // sharers are far below 2^26): ties stay ties, as faster() has them.
-  return config_.maxc ? double(config_.weight) : double(config_.weight) / (double(c_) + 1);
+  return config_.maxc ? slot_speed_ : slot_speed_ / (double(c_) + 1);
 }
 
 const char* Channel::state_name() const {
@@ -107,7 +112,10 @@ Channel& Pool::add_channel(size_t index, const ChannelConfig& config, AdminState
   channel->config_ = config;
   channel->admin_ = admin;
   channel->changed_ms_ = now_ms;
+  channel->chosen_ms_ = now_ms;
+  if (options_.learn_all) channel->estimate_ = std::make_unique<SpeedEstimate>();
   Channel& added = *channel;
+  update_speed(added);
   group.channels_.push_back(std::move(channel));
   by_id_[added.id_] = &added;
   hash_order_changed(group);
@@ -126,6 +134,7 @@ void Pool::remove_channel(Channel& channel) {
   by_id_.erase(channel.id_);
   channel.deleted_ = true;
   refresh(channel);
+  schedule_drift(channel);
   hash_order_changed(group);
   if (channel.c_ > 0) retired_.push_back(std::move(owned));
 }
@@ -150,9 +159,14 @@ void Pool::set_maxc(Channel& channel, unsigned maxc) {
   serve_due_ = true;
 }
 
-void Pool::set_weight(Channel& channel, unsigned weight) {
+void Pool::set_weight(Channel& channel, unsigned weight, bool learn) {
   channel.config_.weight = weight;
+  if (!learn)
+    channel.estimate_.reset();
+  else if (!channel.estimate_)
+    channel.estimate_ = std::make_unique<SpeedEstimate>();
   hash_order_changed(*groups_.at(channel.group_));
+  update_speed(channel);
   refresh(channel);
   serve_due_ = true;
 }
@@ -168,9 +182,15 @@ bool Pool::assign(Channel& channel, const std::string& host, const std::string& 
   channel.config_.host = host;
   channel.config_.port = port;
   channel.config_.address = address;
+  // Schedules are keyed by id: out under the old one, in under the new.
+  if (channel.drift_scheduled_) {
+    drift_schedule_.erase({channel.drift_ms_, channel.id_});
+    channel.drift_scheduled_ = false;
+  }
   by_id_.erase(channel.id_);
   channel.id_ = next_id_++;
   by_id_[channel.id_] = &channel;
+  schedule_drift(channel);
   set_health(channel, Health::Up, now_ms);  // a new address gets a fresh start
   return true;
 }
@@ -224,10 +244,82 @@ void Pool::refresh(Channel& channel) {
 
 void Pool::hash_order_changed(Group& group) { group.first_choice_.clear(); }
 
+void Pool::update_speed(Channel& channel) {
+  double slot = double(channel.config_.weight);
+  const SpeedEstimate* estimate = channel.estimate_.get();
+  if (estimate && estimate->jobs() > 0 && speed_scale_ > 0) {
+    double measured = estimate->work_per_second(speed_basis_);
+    if (measured > 0) slot = measured / speed_scale_;
+  }
+  channel.slot_speed_ = slot;
+  schedule_drift(channel);
+}
+
+void Pool::rescale() {
+  speed_scale_ = scale_.per_weight();
+  speed_basis_ = scale_.basis();
+  for (auto& group : groups_)
+    for (auto& channel : group->channels_)
+      if (channel->estimate_) {
+        update_speed(*channel);
+        refresh(*channel);
+      }
+}
+
+void Pool::schedule_drift(Channel& channel) {
+  // Every measured learned channel has its entry, at kDriftMs after it
+  // was last chosen as far as the schedule knows; a channel chosen since
+  // is only moved on when its entry comes due (drift()), not on every
+  // acquire.
+  bool drifts = channel.estimate_ && channel.estimate_->jobs() > 0 && !channel.deleted_;
+  int64_t when = channel.drift_scheduled_ ? channel.drift_ms_ : channel.chosen_ms_ + kDriftMs;
+  if (channel.drift_scheduled_ && (!drifts || channel.drift_ms_ != when)) {
+    drift_schedule_.erase({channel.drift_ms_, channel.id_});
+    channel.drift_scheduled_ = false;
+  }
+  if (drifts && !channel.drift_scheduled_) {
+    drift_schedule_.insert({when, channel.id_});
+    channel.drift_scheduled_ = true;
+    channel.drift_ms_ = when;
+  }
+}
+
+void Pool::drift(int64_t now_ms) {
+  while (!drift_schedule_.empty() && drift_schedule_.begin()->first <= now_ms) {
+    Channel& channel = *by_id_.at(drift_schedule_.begin()->second);
+    drift_schedule_.erase(drift_schedule_.begin());
+    channel.drift_scheduled_ = false;  // rescheduled from chosen_ms_ below
+    if (channel.chosen_ms_ + kDriftMs <= now_ms && speed_scale_ > 0) {
+      // Toward its weight at the best speed per unit of weight in its
+      // group: a host configured alike is assumed alike again, until a
+      // job says otherwise.
+      double best = 0;
+      for (auto& other : groups_.at(channel.group_)->channels_)
+        if (other.get() != &channel && other->estimate_ && other->estimate_->jobs() > 0)
+          best = std::max(best, other->slot_speed_ / double(other->config_.weight));
+      double target = best * double(channel.config_.weight) * speed_scale_;
+      channel.estimate_->drift_toward(target, speed_basis_);
+      channel.chosen_ms_ = now_ms;  // the next step comes kDriftMs later
+    }
+    update_speed(channel);
+    refresh(channel);
+  }
+}
+
+int64_t Pool::next_drift_ms() const {
+  return drift_schedule_.empty() ? -1 : drift_schedule_.begin()->first;
+}
+
 bool Pool::take_serve_due() {
   bool due = serve_due_;
   serve_due_ = false;
   return due;
+}
+
+void Pool::reconsider(int64_t now_ms) {
+  if (reconsider_ms_ < 0 || reconsider_ms_ > now_ms) return;
+  reconsider_ms_ = -1;
+  serve_due_ = true;
 }
 
 // ---------------------------------------------------------------- selection
@@ -246,6 +338,8 @@ Channel* Pool::select_rr(Group& group) {
   // The fastest speed present, then among the channels that share it the
   // first numbered after the one chosen last, wrapping around.
   if (group.ready_.empty()) return nullptr;
+  last_before_ = group.last_chosen_;
+  chose_before_ = group.chose_any_;
   double top = group.ready_.begin()->speed;
   auto it = group.ready_.begin();
   if (group.chose_any_ && group.last_chosen_ < UINT32_MAX) {
@@ -293,18 +387,79 @@ Channel* Pool::select_hash(Group& group, const std::string& key) {
   return best_available;
 }
 
-void Pool::acquire(Channel& channel) {
+int64_t Pool::acquire(Channel& channel, int64_t now_ms, uint64_t cost) {
   ++channel.c_;
+  channel.chosen_ms_ = std::max(channel.chosen_ms_, now_ms);
   refresh(channel);
+  double seconds = expected_seconds(channel, cost);
+  if (seconds <= 0) return 0;
+  int64_t end = now_ms + std::max<int64_t>(1, int64_t(seconds * 1000));
+  channel.running_.insert({end, now_ms});
+  return end;
+}
+
+double Pool::expected_seconds(const Channel& channel, uint64_t cost) const {
+  // Only in bytes: a cost in request bytes means nothing in jobs/s.
+  if (cost == 0 || speed_scale_ <= 0 || speed_basis_ != Basis::Bytes) return 0;
+  double speed = channel.slot_speed_ * speed_scale_;
+  return speed > 0 ? double(cost) / speed : 0;
+}
+
+Channel* Pool::choose(const std::string& key, uint64_t cost, int64_t now_ms) {
+  Channel* free = select(key);
+  if (!free || free->config_.maxc == 0 || free->speed() >= kUnmeasured) return free;
+  double here = expected_seconds(*free, cost);
+  if (here <= 0) return free;
+  int64_t finish_here = now_ms + int64_t(here * 1000);
+  // A faster slot that frees soon enough to finish first: wait for it.
+  // A job that has run past twice its expected time is no sign of when
+  // its slot frees, so its slot is not waited for.
+  Group& group = *groups_.at(free->group_);
+  for (auto& other : group.channels_) {
+    Channel& faster = *other;
+    if (&faster == free || !faster.in_service() || faster.available() || faster.config_.maxc == 0 ||
+        faster.slot_speed_ <= free->slot_speed_ || faster.running_.empty())
+      continue;
+    for (const auto& [end, start] : faster.running_) {
+      if (end < now_ms - (end - start)) continue;  // overdue
+      int64_t finish_there = std::max(end, now_ms) + int64_t(expected_seconds(faster, cost) * 1000);
+      if (finish_there < finish_here) {
+        // Held back: the round-robin turn select() took is given back.
+        group.last_chosen_ = last_before_;
+        group.chose_any_ = chose_before_;
+        int64_t when = std::max(end, now_ms + 1);
+        reconsider_ms_ = reconsider_ms_ < 0 ? when : std::min(reconsider_ms_, when);
+        return nullptr;
+      }
+      break;  // the earliest of its slots decides
+    }
+  }
+  return free;
 }
 
 void Pool::connected(Channel& channel) { ++channel.counters_.connections; }
 
-void Pool::release(Channel& channel, int64_t relayed_ms) {
+void Pool::release(Channel& channel, int64_t relayed_ms, const Job& job) {
   if (channel.c_ > 0) --channel.c_;
+  if (job.expected_end_ms) {
+    auto it = channel.running_.lower_bound({job.expected_end_ms, INT64_MIN});
+    if (it != channel.running_.end() && it->first == job.expected_end_ms) channel.running_.erase(it);
+  }
   if (relayed_ms >= 0) {
     ++channel.counters_.finished;
     channel.counters_.busy_ms += uint64_t(relayed_ms);
+  }
+  if (measurable(job)) {
+    // The channel's estimate learns from the scale as it was; then the
+    // job joins the scale, at the channel's configured weight.
+    if (channel.estimate_) channel.estimate_->record(job, channel.config_.weight, scale_);
+    scale_.record(job, channel.config_.weight);
+    if (!channel.deleted_) update_speed(channel);
+    double now_scale = scale_.per_weight();
+    if (scale_.jobs() >= kScaleJobs &&
+        (speed_scale_ <= 0 || scale_.basis() != speed_basis_ || now_scale > speed_scale_ * kRescale ||
+         now_scale * kRescale < speed_scale_))
+      rescale();
   }
   if (!channel.deleted_) {
     refresh(channel);
@@ -465,9 +620,9 @@ std::vector<std::pair<Waiter, Channel*>> Pool::serve_queue(int64_t now_ms) {
   while (queue_length() > 0) {
     int cls = next_class();
     auto it = queue_[cls].begin();
-    Channel* channel = select(it->second.key);
+    Channel* channel = choose(it->second.key, it->second.cost, now_ms);
     if (!channel) break;
-    acquire(*channel);
+    it->second.expected_end_ms = acquire(*channel, now_ms, it->second.cost);
     priority_streak_ = cls == 1 ? priority_streak_ + 1 : 0;
     waits_[cls].record(now_ms - it->second.since_ms);
     served.emplace_back(it->second, channel);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "address.hpp"
+#include "speed.hpp"
 
 // What an administrator configures for a channel.
 struct ChannelConfig {
@@ -74,12 +75,21 @@ class Channel {
   int64_t changed_ms() const { return changed_ms_; }  // admin state or health
   int64_t next_probe_ms() const { return next_probe_ms_; }
 
+  // Learned speed (-L, `weight C auto`): the estimate, null when pinned.
+  bool learned() const { return bool(estimate_); }
+  const SpeedEstimate* estimate() const { return estimate_.get(); }
+  // The speed of one slot the scheduler compares, in weight units: the
+  // weight, or the learned speed once measured.
+  double slot_speed() const { return slot_speed_; }
+
   bool enabled() const { return admin_ == AdminState::Enabled; }
   // Enabled, up and not deleted, free slot or not.
   bool in_service() const { return !deleted_ && enabled() && health_ == Health::Up; }
   bool available() const { return in_service() && (config_.maxc == 0 || c_ < config_.maxc); }
-  // How fast one more connection would be served: weight for a slot of a
-  // channel with maxc > 0, weight / (c + 1) for an unlimited one.
+  // How fast one more connection would be served: the slot speed for a
+  // channel with maxc > 0, slot speed / (c + 1) for an unlimited one; a
+  // learned channel never measured comes first while it is idle, so that
+  // it gets measured.
   double speed() const;
   const char* state_name() const;  // "ENA", "DIS", "ADIS" or "DOWN"
 
@@ -96,12 +106,20 @@ class Channel {
   ChannelCounters counters_;
   int64_t changed_ms_ = 0;
   int64_t next_probe_ms_ = 0;
+  double slot_speed_ = 1;                   // kept by Pool::update_speed()
+  // Size-aware placement: (expected end, start) of its running jobs of
+  // known cost.
+  std::multiset<std::pair<int64_t, int64_t>> running_;
+  std::unique_ptr<SpeedEstimate> estimate_;  // learned channels only
+  int64_t chosen_ms_ = 0;                   // when a connection last took a slot
   // Where the pool's derived structures hold this channel.
   bool indexed_ = false;       // in its group's ready index
   double indexed_speed_ = 0;   // the key it is indexed under
   bool scheduled_ = false;     // in the probe schedule
   int64_t scheduled_ms_ = 0;   // the time it is scheduled under
   bool counted_in_service_ = false;
+  bool drift_scheduled_ = false;  // in the drift schedule
+  int64_t drift_ms_ = 0;          // the time it is scheduled under
 };
 
 // A round-robin group's available channels, fastest first, then by number.
@@ -140,6 +158,8 @@ class Group {
 // A client waiting for a free slot. `owner` is the caller's handle.
 struct Waiter {
   void* owner = nullptr;
+  uint64_t cost = 0;      // expected cost in request bytes (-j), 0 = unknown
+  int64_t expected_end_ms = 0;  // set when served: what acquire() expected
   std::string key;        // client address key (Address::host_key), for hash groups
   int port = 0;           // client port, for the listing
   bool priority = false;  // a priority client (served before the others)
@@ -177,6 +197,7 @@ struct PoolOptions {
   bool autodisable = false;    // -a
   size_t queue_limit = 1024;   // -q
   int64_t queue_wait_ms = 60000;  // -w, 0 = forever
+  bool learn_all = false;      // -L: every channel learns its speed
   // -O: how long a new client may wait while no channel is in service
   // (0: it is closed at once, as balance 3.x did).
   int64_t outage_wait_ms = 0;
@@ -208,7 +229,9 @@ class Pool {
   // that is down has it probed at once (the admin says it is back).
   bool set_admin(Channel& channel, AdminState admin, int64_t now_ms);
   void set_maxc(Channel& channel, unsigned maxc);
-  void set_weight(Channel& channel, unsigned weight);
+  // Pins the weight (and stops learning), or with learn, learns the
+  // speed with this weight as the prior.
+  void set_weight(Channel& channel, unsigned weight, bool learn = false);
   void reset_counters(Channel& channel);
   // Points a disabled channel elsewhere (false with *err when enabled).
   // It is up again and gets a new id, so a probe of its old address that
@@ -228,12 +251,28 @@ class Pool {
   // The channel a new client with address key `key` should go to, or null
   // when nothing is available (the client then waits).
   Channel* select(const std::string& key);
+  // The same for a job of known cost (request bytes, -j): the fastest
+  // free slot only if no faster slot, busy now, is expected to finish the
+  // job sooner; null while one is (the job then waits for it).
+  Channel* choose(const std::string& key, uint64_t cost, int64_t now_ms);
+  // When a job held back by choose() should be looked at again, or -1;
+  // reconsider() makes the queue due for service once that time came.
+  int64_t next_reconsider_ms() const { return reconsider_ms_; }
+  void reconsider(int64_t now_ms);
   // Slot accounting around one connection: acquire() when the connect
   // starts (so a burst never exceeds maxc), connected() when it succeeds,
   // release() when it ends; relayed_ms < 0 for a connect that failed.
-  void acquire(Channel& channel);
+  // With a known cost, returns when the job is expected to end (0: no
+  // expectation); pass it back in the Job at release().
+  int64_t acquire(Channel& channel, int64_t now_ms = 0, uint64_t cost = 0);
   void connected(Channel& channel);
-  void release(Channel& channel, int64_t relayed_ms);
+  // `job` tells how the connection went, for learned speeds.
+  void release(Channel& channel, int64_t relayed_ms, const Job& job = Job());
+  // Learned channels not chosen for kDriftMs drift halfway back to their
+  // prior, every kDriftMs, so a bad period does not starve them for ever.
+  void drift(int64_t now_ms);
+  int64_t next_drift_ms() const;
+  const SpeedScale& scale() const { return scale_; }
   void count_sent(Channel& channel, uint64_t bytes) { channel.counters_.sent += bytes; }
   void count_received(Channel& channel, uint64_t bytes) { channel.counters_.received += bytes; }
 
@@ -288,6 +327,15 @@ class Pool {
   // in line with the channel's state, after every change to it.
   void refresh(Channel& channel);
   void set_health(Channel& channel, Health health, int64_t now_ms);
+  // The channel's slot speed from its weight or estimate and the scale.
+  void update_speed(Channel& channel);
+  // The scale moved far from the one the speeds were set with (or its
+  // basis changed): every learned channel's speed is set anew.
+  void rescale();
+  void schedule_drift(Channel& channel);
+  // Expected seconds of a job of `cost` bytes on one slot of the channel;
+  // 0 when unknown.
+  double expected_seconds(const Channel& channel, uint64_t cost) const;
   void hash_order_changed(Group& group);
   void free_if_retired(Channel& channel);
   bool has_hash_group() const;
@@ -303,6 +351,13 @@ class Pool {
   std::set<std::pair<int64_t, uint64_t>> probe_schedule_;  // (when, id)
   size_t in_service_ = 0;
   bool serve_due_ = false;
+  SpeedScale scale_;
+  double speed_scale_ = 0;  // the scale's per_weight() the speeds were set with
+  Basis speed_basis_ = Basis::Bytes;
+  std::set<std::pair<int64_t, uint64_t>> drift_schedule_;  // (when, id)
+  int64_t reconsider_ms_ = -1;
+  unsigned last_before_ = 0;   // a group's round-robin state before select_rr()
+  bool chose_before_ = false;
   WaitQueue queue_[2];  // [0] the others, [1] priority clients
   std::set<std::pair<int64_t, uint64_t>> deadlines_;  // (deadline, ticket)
   uint64_t next_ticket_ = 1;

@@ -16,6 +16,7 @@
 #include "relay.hpp"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 namespace {
 
 enum class ConnState {
+  Sizing,      // -j: reading the request's first bytes before choosing
   Waiting,     // no channel free: in the pool's wait queue, no back-end fd
   Connecting,  // non-blocking connect to `channel` in progress
   Relaying,    // both sides open, bytes flow until both directions end
@@ -72,6 +74,8 @@ struct Connection final : Watcher {
   Channel* channel = nullptr;
   uint64_t ticket = 0;       // its place in the pool's wait queue, 0 = none
   bool priority = false;     // from a priority network (-P): served first
+  uint64_t cost = 0;         // -j: the request's expected cost in bytes, 0 = unknown
+  int64_t expected_end_ms = 0;  // -j: when the pool expects the job to end
   std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
   std::list<Connection*>::iterator timer_it;
   int64_t accepted_ms = 0, connect_ms = 0, relay_ms = 0, active_ms = 0;
@@ -167,7 +171,9 @@ void Connection::update_interest() {
   Poller& poller = *proxy.state().poller;
   if (state == ConnState::Closed) return;
   unsigned want = 0;
-  if (state == ConnState::Waiting) {
+  if (state == ConnState::Sizing) {
+    if (!client.read_eof && client.has_room()) want = kReadable;
+  } else if (state == ConnState::Waiting) {
     // A waiting client's bytes are read into its buffer (they go to the
     // back-end once it has one); once the buffer is full only its leaving
     // is watched for. A half-closed client kept by -e is not watched.
@@ -193,6 +199,16 @@ void Connection::on_ready(int fd, unsigned events) {
   bool is_client = fd == client.fd.get();
   if (!is_client && fd != backend.fd.get()) return;  // stale event
   switch (state) {
+    case ConnState::Sizing:
+      // The request's first bytes: enough to know its size, or all there
+      // is room for, and the choice is made (the deadline makes it too).
+      if (!pump(client, backend, true)) return;
+      client.bulk = false;
+      if (client.read_eof || !client.has_room() || proxy.sized(*this)) {
+        proxy.dispatch(*this);
+        return;
+      }
+      break;
     case ConnState::Waiting:
       if (!is_client) return;
       if (!client.read_eof && client.has_room()) {
@@ -503,21 +519,46 @@ void Proxy::accepted(Fd fd, const Address& peer) {
   connection->index = connections_.size();
   Connection& c = *connection;
   connections_.push_back(std::move(connection));
+  if (state_.options.size_wait_ms > 0) {
+    // -j: the choice waits for the request's first bytes, at most -j.
+    c.state = ConnState::Sizing;
+    c.set_timer(&sizing_);
+    c.update_interest();
+    return;
+  }
   dispatch(c);
+}
+
+bool Proxy::sized(Connection& c) {
+  const Side& client = c.client;
+  if (client.buffered() == 0) return false;
+  const char* first = client.buffer.get() + client.start;
+  int queued = 0;
+#if defined(FIONREAD)
+  if (ioctl(client.fd.get(), FIONREAD, &queued) != 0) queued = 0;
+#endif
+  bool complete = false;
+  c.cost = request_cost(first, client.buffered(), uint64_t(std::max(queued, 0)), &complete);
+  // distcc's request tells its size once its DOTI token is in; any other
+  // request counts what its first bytes brought.
+  bool distcc = std::strncmp(first, "DIST", std::min<size_t>(4, client.buffered())) == 0;
+  return complete || (!distcc && c.cost > 0);
 }
 
 void Proxy::dispatch(Connection& c) {
   Pool& pool = state_.pool;
+  if (c.state == ConnState::Sizing) c.set_timer(nullptr);
   // First come, first served: nobody passes a client that waits already
   // (serve_queue() decides who goes first).
-  Channel* channel = pool.queue_length() == 0 ? pool.select(c.key) : nullptr;
+  Channel* channel = pool.queue_length() == 0 ? pool.choose(c.key, c.cost, state_.now_ms) : nullptr;
   if (channel) {
-    pool.acquire(*channel);
+    c.expected_end_ms = pool.acquire(*channel, state_.now_ms, c.cost);
     connect_to(c, *channel);
     return;
   }
   Waiter waiter;
   waiter.owner = &c;
+  waiter.cost = c.cost;
   waiter.key = c.key;
   waiter.port = c.peer.port();
   waiter.priority = c.priority;
@@ -565,7 +606,9 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
     int error = errno;
     if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
       // Not the channel's fault: this client cannot be served now.
-      state_.pool.release(channel, -1);
+      Job none;
+      none.expected_end_ms = c.expected_end_ms;
+      state_.pool.release(channel, -1, none);
       c.channel = nullptr;
       acceptor_.pause(error);
       c.end_reason = "out of file descriptors";
@@ -598,7 +641,10 @@ void Proxy::connect_failed(Connection& c, int error) {
     state_.log.warning("channel %s %s: %s", channel_name(channel).c_str(),
                        state_.options.pool.autodisable ? "disabled" : "down", std::strerror(error));
   // Released last: a deleted channel is freed with its last connection.
-  state_.pool.release(channel, -1);
+  Job failed;
+  failed.expected_end_ms = c.expected_end_ms;
+  c.expected_end_ms = 0;
+  state_.pool.release(channel, -1, failed);
   c.channel = nullptr;
   // The client does not notice: it goes to the next choice.
   dispatch(c);
@@ -637,7 +683,14 @@ void Proxy::finished(Connection& c) {
   // Released last: a deleted channel is freed with its last connection.
   if (c.channel) {
     int64_t relayed = was == ConnState::Relaying ? state_.now_ms - c.relay_ms : -1;
-    state_.pool.release(*c.channel, relayed);
+    // What the job was, for learned speeds: the client's bytes and the
+    // time from the start of the connect, if it ended cleanly.
+    Job job;
+    job.bytes = c.client.bytes_read;
+    job.ms = state_.now_ms - c.connect_ms;
+    job.clean = was == ConnState::Relaying && std::strcmp(c.end_reason, "closed") == 0;
+    job.expected_end_ms = c.expected_end_ms;
+    state_.pool.release(*c.channel, relayed, job);
   }
   c.channel = nullptr;
   closed_.push_back(&c);
@@ -659,6 +712,7 @@ void Proxy::serve_queue() {
     Connection& c = *static_cast<Connection*>(waiter.owner);
     c.ticket = 0;
     c.waited_ms = state_.now_ms - waiter.since_ms;
+    c.expected_end_ms = waiter.expected_end_ms;
     connect_to(c, *channel);
   }
 }
@@ -673,6 +727,9 @@ void Proxy::expire() {
     c.end_reason = "queue wait limit";
     c.close_sides(false);
   }
+  // -j: the request did not tell its size in time; choose without it.
+  while (!sizing_.empty() && sizing_.front()->accepted_ms + state_.options.size_wait_ms <= now)
+    dispatch(*sizing_.front());
   int64_t connect_timeout = state_.options.connect_timeout_ms;
   while (!connecting_.empty() && connecting_.front()->connect_ms + connect_timeout <= now)
     connect_failed(*connecting_.front(), ETIMEDOUT);
@@ -749,6 +806,8 @@ void Proxy::free_closed() {
 void Proxy::tick() {
   expire();
   start_probes();
+  state_.pool.drift(state_.now_ms);
+  state_.pool.reconsider(state_.now_ms);
   acceptor_.tick();
   if (state_.pool.take_serve_due() && state_.pool.queue_length() > 0) serve_queue();
   free_closed();
@@ -762,10 +821,13 @@ int64_t Proxy::next_deadline_ms() const {
   consider(state_.pool.next_queue_deadline_ms());
   if (!connecting_.empty())
     consider(connecting_.front()->connect_ms + state_.options.connect_timeout_ms);
+  if (!sizing_.empty()) consider(sizing_.front()->accepted_ms + state_.options.size_wait_ms);
+  consider(state_.pool.next_reconsider_ms());
   if (!idle_.empty()) consider(idle_.front()->active_ms + state_.options.idle_timeout_ms);
   for (auto& probe : probes_)
     if (!probe->done) consider(probe->deadline_ms);
   consider(state_.pool.next_probe_ms());
+  consider(state_.pool.next_drift_ms());
   consider(acceptor_.next_deadline_ms());
   return next;
 }

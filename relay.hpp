@@ -61,6 +61,8 @@ class Proxy {
   BufferPool& buffers() { return buffers_; }
   PipePool& pipes() { return pipes_; }
   void dispatch(Connection& connection);
+  // -j: whether the request's first bytes tell its expected cost yet.
+  bool sized(Connection& connection);
   void finished(Connection& connection);
   void connect_failed(Connection& connection, int error);
   void probe_done(Probe& probe, int error);
@@ -94,6 +96,7 @@ class Proxy {
   // connections -T, so appending keeps each list sorted.
   std::list<Connection*> connecting_;
   std::list<Connection*> idle_;
+  std::list<Connection*> sizing_;  // -j: waiting for the request's first bytes
   uint64_t next_id_ = 1;
   DropLog drop_full_, drop_wait_, drop_refused_, drop_denied_;
 };

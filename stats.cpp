@@ -65,7 +65,7 @@ struct Row {
   const Channel& channel;
 };
 
-enum class Kind { Text, Count, Seconds };
+enum class Kind { Text, Count, Seconds, Flag };
 
 struct Value {
   Kind kind = Kind::Count;
@@ -81,16 +81,21 @@ struct Value {
     kind = Kind::Count;
     count = n;
   }
-  void set_seconds(double s) {
+  void set_seconds(double s) {  // also any decimal shown to 3 places
     kind = Kind::Seconds;
     seconds = s;
+  }
+  void set_flag(bool on) {
+    kind = Kind::Flag;
+    count = on;
   }
   std::string plain() const {
     if (kind == Kind::Text) return text;
     if (kind == Kind::Count) return std::to_string(count);
+    if (kind == Kind::Flag) return count ? "true" : "false";
     return fixed3(seconds);
   }
-  double number() const { return kind == Kind::Count ? double(count) : seconds; }
+  double number() const { return kind == Kind::Count || kind == Kind::Flag ? double(count) : seconds; }
 };
 
 struct ChannelField {
@@ -143,6 +148,14 @@ const ChannelField kFields[] = {
        const ChannelCounters& n = r.channel.counters();
        v->set_seconds(n.finished ? seconds(int64_t(n.busy_ms)) / double(n.finished) : 0.0);
      }},
+    {"speed", "speed", 7, false, false, "speed", "gauge",
+     "Speed of one slot the scheduler compares, in weight units (learned or the weight).",
+     [](const Row& r, Value* v) { v->set_seconds(r.channel.slot_speed()); }},
+    {"learned", "learn", -5, false, false, "learned", "gauge", "1 when the speed is learned (-L, weight auto).",
+     [](const Row& r, Value* v) { v->set_flag(r.channel.learned()); },
+     [](const Row& r, Value* v) { v->set_text(r.channel.learned() ? "auto" : "pin"); }},
+    {"speed_jobs", "jobs", 4, false, false, "speed_jobs", "gauge", "Jobs the learned speed rests on.",
+     [](const Row& r, Value* v) { v->set_count(r.channel.learned() ? r.channel.estimate()->jobs() : 0); }},
     {"since_change_s", nullptr, 0, false, false, nullptr, nullptr, nullptr,
      [](const Row& r, Value* v) { v->set_seconds(seconds(r.state.now_ms - r.channel.changed_ms())); }},
     {"host", "host", -1, false, false, nullptr, nullptr, nullptr,

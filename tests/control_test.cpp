@@ -104,7 +104,9 @@ TEST(arguments_are_checked_strictly) {
   EXPECT_EQ(parse_error("enable 99999999999999999999"),
             "channel \"99999999999999999999\" must be a channel number");
   EXPECT_EQ(parse_error("maxc 0 1000001"), "maxc \"1000001\" must be an integer from 0 to 1000000");
-  EXPECT_EQ(parse_error("weight 0 0"), "weight \"0\" must be an integer from 1 to 1000000");
+  EXPECT_EQ(parse_error("weight 0 0"), "weight \"0\" must be an integer from 1 to 1000000 or auto");
+  EXPECT_EQ(parse_error("create h p 1 auto"), "weight \"auto\" must be an integer from 1 to 1000000");
+  EXPECT_TRUE(parsed("weight 3 auto").learn);
   EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json, queue or rules, not \"xml\"");
   EXPECT_EQ(parse_error("rule allow 10.0.0.0/33"), "10.0.0.0/33: prefix longer than 32 bits for IPv4");
   EXPECT_EQ(parse_error("rule block 10.0.0.0/8"),

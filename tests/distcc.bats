@@ -106,17 +106,21 @@ max_jobs() {
     END { print max + 0 }' "$1"
 }
 
-@test "distcc: a parallel build through balance compiles every file remotely, hosts never over maxc" {
+# farm_build [BALANCE OPTIONS]: three distccd behind balance (weights from
+# $WEIGHTS, default the real ones), a parallel build of the generated
+# project through it, and every check below.
+farm_build() {
   need_distcc
   local i ports=() channels=() src=$T/src nsrc=$((NFILES + 1))
+  local weights=(${WEIGHTS:-${WEIGHT[*]}})
 
   for i in 0 1 2; do
     start_distccd "distccd$i" $((MAXC[i] + 2))
     ports+=("$(port_of "distccd$i")")
-    channels+=("127.0.0.1:${ports[i]}:${MAXC[i]}:${WEIGHT[i]}")
+    channels+=("127.0.0.1:${ports[i]}:${MAXC[i]}:${weights[i]}")
   done
   # -d: a line per connection in $T/balance.err, shown if the test fails.
-  start_balance -d -- "${channels[@]}"
+  start_balance -d "$@" -- "${channels[@]}"
 
   gen_sources "$src"
   mkdir -p "$T/home" "$T/distcc-dir"
@@ -158,7 +162,7 @@ max_jobs() {
   for i in 0 1 2; do
     n=$(grep -c '(dcc_job_summary) .* COMPILE_OK ' "$T/distccd$i.err" || true)
     max=$(max_jobs "$T/distccd$i.err")
-    echo "distccd$i: maxc ${MAXC[i]} weight ${WEIGHT[i]}: $n jobs, at most $max at once"
+    echo "distccd$i: maxc ${MAXC[i]} weight ${weights[i]}: $n jobs, at most $max at once"
     total=$((total + n))
     [ "$max" -le "${MAXC[i]}" ]
     [ "$n" -ge 1 ]
@@ -167,4 +171,15 @@ max_jobs() {
     fi
   done
   [ "$total" -eq "$nsrc" ]
+}
+
+@test "distcc: a parallel build through balance compiles every file remotely, hosts never over maxc" {
+  farm_build
+}
+
+@test "distcc: with every weight 1, learning (-L) and size-aware placement (-j), every file compiles remotely" {
+  WEIGHTS="1 1 1" farm_build -L -j 0.1
+  # The speeds were learned from the jobs: every channel rests on some.
+  run -0 "$BALANCE" -S "$T/ctl.sock" -c "show csv" "$BAL_PORT"
+  [ "$(awk -F, 'NR > 1 && $16 == "true" && $17 > 0' <<<"$output" | wc -l)" -eq 3 ]
 }

@@ -482,6 +482,58 @@ TEST(the_index_chooses_exactly_as_the_linear_scan_under_random_changes) {
   }
 }
 
+// The same rule by the speeds the channels report (learned or not).
+const Channel* linear_by_speed(const Group& group, bool chose_any, unsigned last) {
+  const Channel* best = nullptr;
+  auto consider = [&](const Channel& c) {
+    if (c.available() && (!best || c.speed() > best->speed())) best = &c;
+  };
+  for (auto& c : group.channels())
+    if (!chose_any || c->number() > last) consider(*c);
+  if (chose_any)
+    for (auto& c : group.channels())
+      if (c->number() <= last) consider(*c);
+  return best;
+}
+
+TEST(the_index_follows_learned_speeds_as_exactly_as_the_linear_scan) {
+  for (unsigned seed = 1; seed <= 10; ++seed) {
+    std::mt19937 random(seed);
+    auto pick = [&](size_t n) { return size_t(random() % n); };
+    PoolOptions options;
+    options.learn_all = true;
+    Pool pool(options);
+    pool.add_group(GroupType::RoundRobin);
+    for (int i = 0; i < 8; ++i) pool.add_channel(0, config(unsigned(pick(3)), 1 + unsigned(pick(3))));
+    std::vector<Channel*> held;
+    bool chose_any = false;
+    unsigned last = 0;
+    for (int step = 0; step < 3000; ++step) {
+      const Group& group = *pool.groups()[0];
+      if (pick(2)) {
+        const Channel* expected = linear_by_speed(group, chose_any, last);
+        Channel* chosen = pool.select("k");
+        EXPECT_TRUE(chosen == expected);
+        if (!chosen) continue;
+        pool.acquire(*chosen, step);
+        held.push_back(chosen);
+        chose_any = true;
+        last = chosen->number();
+      } else if (!held.empty()) {
+        size_t i = pick(held.size());
+        Job job;
+        job.bytes = 4096 + pick(100000);
+        job.ms = 5 + int64_t(pick(500));
+        job.clean = pick(4) != 0;
+        pool.release(*held[i], job.ms, job);
+        held.erase(held.begin() + long(i));
+      }
+      if (pick(50) == 0) pool.drift(int64_t(step) * 1000);
+    }
+    for (Channel* channel : held) pool.release(*channel, 1);
+  }
+}
+
 TEST(probe_schedule_and_in_service_count_follow_every_change) {
   PoolOptions options;
   options.retry_ms = 100;
