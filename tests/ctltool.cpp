@@ -14,11 +14,16 @@
 //       instead. -N never reads (a client that does not take its replies).
 //       -c: exit 1 unless what came back is whole replies (each one
 //       non-empty text lines ended by one empty line).
-//   ctltool hold [-n N] [-H SEC] [-a TEXT] [-r FILE] [-t SEC] TARGET
+//   ctltool readers [-n N] [-k BYTES] [-I SEC] [-H SEC] [-p PATH] HOST PORT
+//       N slow HTTP readers of PATH (/metrics): each takes at most BYTES
+//       (1024) every SEC (0.05) for HOLD seconds (2), then all close.
+//       Prints "opened=O read=R ended=E".
+//   ctltool hold [-n N] [-H SEC] [-a TEXT] [-r FILE] [-t SEC] [-E] TARGET
 //       Opens N connections (default 100), sends TEXT on each, creates FILE once
 //       all are open, holds them SEC seconds (default 2), then prints
 //       "opened=O closed=C data=D": how many connected, how many the peer
-//       closed meanwhile, how many received some bytes.
+//       closed meanwhile, how many received some bytes. -E: a UNIX
+//       socket's full backlog fails a connect instead of being retried.
 //   ctltool http [-t SEC] [-m METHOD] [-d BODY] [-O N] [-R] [-k BYTES -I SEC] [-H]
 //                HOST PORT [PATH]
 //       A tiny HTTP/1.0 client: prints the status line, then the body (-H: the
@@ -122,8 +127,9 @@ Target target_from(int argc, char** argv, int first) {
 }
 
 // Connects before the deadline; -1 with *why set on failure. The socket is
-// non-blocking on return.
-int connect_target(const Target& t, double deadline, std::string* why) {
+// non-blocking on return. retry_full: a UNIX socket's full backlog
+// (EAGAIN) is tried again; without it, that is a failure.
+int connect_target(const Target& t, double deadline, std::string* why, bool retry_full = true) {
   int fd = -1;
   int rc, err;
   if (!t.path.empty()) {
@@ -138,7 +144,7 @@ int connect_target(const Target& t, double deadline, std::string* why) {
       if (fd < 0) die("socket: %s", std::strerror(errno));
       set_nonblock(fd);
       rc = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-      if (rc == 0 || errno != EAGAIN || now() >= deadline) break;
+      if (rc == 0 || errno != EAGAIN || !retry_full || now() >= deadline) break;
       close(fd);
       usleep(5000);
     }
@@ -387,15 +393,17 @@ int hold_main(int argc, char** argv) {
   size_t count = 100;
   double hold = 2, timeout = 5;
   std::string text, ready;
+  bool retry_full = true;
   int ch;
-  while ((ch = getopt(argc, argv, "n:H:a:r:t:")) != -1) {
+  while ((ch = getopt(argc, argv, "n:H:a:r:t:E")) != -1) {
     switch (ch) {
       case 'n': count = size_t(parse_u64(optarg, "-n")); break;
       case 'H': hold = parse_sec(optarg, "-H"); break;
       case 'a': text = unescape(optarg); break;
       case 'r': ready = optarg; break;
       case 't': timeout = parse_sec(optarg, "-t"); break;
-      default: die("usage: ctltool hold [-n N] [-H SEC] [-a TEXT] [-r FILE] [-t SEC] TARGET");
+      case 'E': retry_full = false; break;
+      default: die("usage: ctltool hold [-n N] [-H SEC] [-a TEXT] [-r FILE] [-t SEC] [-E] TARGET");
     }
   }
   Target target = target_from(argc, argv, optind);
@@ -408,7 +416,7 @@ int hold_main(int argc, char** argv) {
   double connect_deadline = now() + timeout;
   for (size_t i = 0; i < count; ++i) {
     std::string why;
-    int fd = connect_target(target, connect_deadline, &why);
+    int fd = connect_target(target, connect_deadline, &why, retry_full);
     if (fd < 0) {
       std::fprintf(stderr, "ctltool hold: connection %zu: %s\n", i, why.c_str());
       continue;
@@ -998,10 +1006,63 @@ int fuzz_main(int argc, char** argv) {
 
 }  // namespace
 
+// ---- readers ------------------------------------------------------------------------
+
+// N slow HTTP readers: each asks for PATH, then takes at most BYTES every
+// SEC for HOLD seconds, then all close. Prints "opened=O read=R ended=E"
+// (E: connections the server closed meanwhile).
+int readers_main(int argc, char** argv) {
+  size_t count = 16, chunk = 1024;
+  double interval = 0.05, hold = 2;
+  std::string path = "/metrics";
+  int ch;
+  while ((ch = getopt(argc, argv, "n:k:I:H:p:")) != -1) {
+    switch (ch) {
+      case 'n': count = size_t(parse_u64(optarg, "-n")); break;
+      case 'k': chunk = size_t(parse_u64(optarg, "-k")); break;
+      case 'I': interval = parse_sec(optarg, "-I"); break;
+      case 'H': hold = parse_sec(optarg, "-H"); break;
+      case 'p': path = optarg; break;
+      default: die("usage: ctltool readers [-n N] [-k BYTES] [-I SEC] [-H SEC] [-p PATH] HOST PORT");
+    }
+  }
+  Target target = target_from(argc, argv, optind);
+  std::vector<int> fds;
+  for (size_t i = 0; i < count; ++i) {
+    std::string why;
+    int fd = connect_target(target, now() + 5, &why);
+    if (fd < 0) die("connection %zu: %s", i, why.c_str());
+    int small = 4096;  // a slow reader's own buffer stays small too
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+    if (!write_some(fd, &request) || !request.empty()) die("connection %zu: request not sent", i);
+    fds.push_back(fd);
+  }
+  uint64_t total = 0;
+  size_t ended = 0;
+  std::vector<bool> done(fds.size(), false);
+  std::vector<char> buffer(chunk);
+  for (double until = now() + hold; now() < until;) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (done[i]) continue;
+      ssize_t n = recv(fds[i], buffer.data(), chunk, MSG_DONTWAIT);
+      if (n > 0) total += uint64_t(n);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        done[i] = true;
+        ++ended;
+      }
+    }
+    usleep(useconds_t(interval * 1e6));
+  }
+  for (int fd : fds) close(fd);
+  std::printf("opened=%zu read=%llu ended=%zu\n", fds.size(), (unsigned long long)total, ended);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   g_tool = g_cmd = "ctltool";
   signal(SIGPIPE, SIG_IGN);
-  if (argc < 2) die("usage: ctltool send|hold|http|fuzz ...");
+  if (argc < 2) die("usage: ctltool send|hold|http|fuzz|readers ...");
   std::string cmd = argv[1];
   g_cmd = argv[1];
   --argc;
@@ -1010,5 +1071,6 @@ int main(int argc, char** argv) {
   if (cmd == "hold") return hold_main(argc, argv);
   if (cmd == "http") return http_main(argc, argv);
   if (cmd == "fuzz") return fuzz_main(argc, argv);
-  die("unknown sub-command (send, hold, http or fuzz)");
+  if (cmd == "readers") return readers_main(argc, argv);
+  die("unknown sub-command (send, hold, http, fuzz or readers)");
 }
