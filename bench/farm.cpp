@@ -1,43 +1,93 @@
-// farm: scheduling benchmark for balance (SPEC §7, issue 7).
+// farm: scheduling benchmark for balance (SPEC §7; issues 7 and 14).
 //
 // A simulated farm of unequal build hosts, each a real TCP server on
-// loopback, and a batch of "compile jobs" run through a proxy.
+// loopback, and a batch of "compile jobs" of unequal sizes run through a
+// proxy; the makespan is compared with a simulated perfect scheduler's and
+// with a lower bound no scheduler can beat.
 //
 //   farm hosts [-H 4x3,2x2,2x1] [-u MS]
 //       Starts one TCP server per host on 127.0.0.1 (ephemeral ports) plus a
 //       control port, prints one line "CTL PA PB PC ..." on stdout and serves
 //       until SIGTERM/SIGINT.  Host "SxV" has S slots of speed V.
 //
-//       A job is one connection: the client sends "JOB <id> <work>\n"; the
-//       host "compiles" it and answers "DONE <id> <work>\n", then closes.
-//       Compiling is a fluid (processor-sharing) simulation: a job needs
-//       work*MS milliseconds of one speed-1 CPU; while a host has n jobs in
-//       progress each progresses at speed * min(1, slots/n), i.e. a host
-//       given more jobs than slots slows all of them down proportionally.
-//       Every host records the highest number of connections it had open at
-//       once (max concurrency) and the jobs it finished.
+//       A job is one connection: the client sends "JOB <id> <work> <bytes>\n"
+//       and then <bytes> payload bytes (byte p is byte p of the testnet
+//       stream seeded with <id>, so the host checks every one); the host
+//       reads the whole payload first, as distccd reads the whole
+//       preprocessed source, then "compiles" the job and answers
+//       "DONE <id> <work>\n", then closes.  A wrong byte, a byte too many or
+//       a bad header closes the connection without an answer (the job
+//       fails).  Compiling is a fluid (processor-sharing) simulation: a job
+//       needs work*MS milliseconds of one speed-1 CPU; while a host has n
+//       jobs in progress each progresses at speed * min(1, slots/n), i.e. a
+//       host given more jobs than slots slows all of them down
+//       proportionally.  Every host records the highest number of
+//       connections it had open at once (max concurrency) and the jobs it
+//       finished.
 //
-//       Control port, one command a line: RESET (zero the counters) -> "OK";
-//       STATS -> "UNIT <ms>" then "HOST <i> <slots> <speed> <maxconc> <jobs>
-//       <open>" lines, then "END".
+//       Control port, one command a line:
+//         RESET  zero the counters, every host back to its own speed -> "OK"
+//         SLOW <host> <factor>  the host becomes factor times slower from now
+//                on, its jobs in progress too (factor 1 restores it); zeroes
+//                its count of jobs since the change -> "OK"
+//         STATS  -> "UNIT <ms>", then a line per host "HOST <i> <slots>
+//                <speed> <maxconc> <jobs> <open> <port> <speed now>
+//                <jobs since the last SLOW> <bad requests>", then "END".
 //
 //   farm run -c CTL -p PORT [-k K] [-n JOBS] [-s SEED] [-o desc|random]
-//            [-l LABEL] [-t SEC]
+//            [-b BYTES] [-l LABEL] [-t SEC] [-V slow|ahead|none]
+//            [-W] [-S SOCKET [-P MS]] [-C HOST:FACTOR] [-I]
 //       Runs the seeded batch of JOBS jobs through 127.0.0.1:PORT with K
 //       concurrent clients (each takes the next job when its previous one is
-//       finished), then prints one table row: makespan, the ideal makespan
-//       of a perfect scheduler (fastest free slot, FIFO wait) computed by an
-//       in-process simulation of the same job list and clients, their
-//       ratio, max concurrency per host vs slots, failed jobs.
+//       finished; a job of w units sends w*BYTES payload bytes, default
+//       8192), then prints one table row (see `farm header`):
+//         makespan; /ideal: over the makespan of a perfect cost-oblivious
+//           scheduler (fastest free slot, FIFO wait) computed by an
+//           in-process simulation of the same job list and clients;
+//         /bound: over the lower bound max(total work / capacity, longest
+//           job on the fastest slot), where capacity is the summed speed of
+//           the min(K, slots) fastest slots (K clients never run more than K
+//           jobs at once);
+//         max concurrency per host vs slots, jobs per host, failed jobs,
+//         a verdict, notes.
+//       -W  learning: run the same batch once before, cold, and report the
+//           second (warm) batch as the row; the notes give the cold batch's
+//           /ideal (the makespan counting the warm-up).  Max concurrency and
+//           failures count both batches.
+//       -S  balance's control socket: every -P ms (100) the speeds balance
+//           has learned ("speed" of each channel in `show json`, matched to
+//           the hosts by port) are sampled; the notes say after how many
+//           finished jobs of the cold batch they were, and stayed, within
+//           10 % of the hosts' true speeds relative to each other (both
+//           scaled to the same sum), and with -C after how many of the
+//           slowed host's own jobs its estimate, relative to the sum of the
+//           others', was and stayed within 20 % of its new speed.
+//       -C  when job JOBS/2 is handed out (the client that takes it sends
+//           "SLOW HOST FACTOR" first), HOST becomes FACTOR times slower; the
+//           ideal is simulated with the same change at the same point (it
+//           knows the change: it uses the new speed from then on), and
+//           /bound is not given.  With -W the cold batch runs unchanged.
+//       -V  the verdict's criterion besides correctness: slow (default) says
+//           SLOW above 1.05 x ideal; ahead says NOT-AHEAD unless the
+//           makespan is below the cost-oblivious ideal (a size-aware
+//           scheduler's goal); none judges correctness only.
+//       -I  prints the reference rows instead (the lower bound, the ideal,
+//           and the ideal's spread when every job takes 0..1 ms longer at
+//           random) and runs no job.
 //
 //   farm header    prints the table header matching `farm run` rows.
 //   farm freeport [N]   prints N distinct free TCP ports (tests/testnet.hpp).
 //   farm wait PORT [SEC [PID]]   waits until 127.0.0.1:PORT listens (SEC, 5),
 //                  on a socket of process PID, failing at once when PID is gone.
 //   farm ideal [-H ..] [-u MS] [-k K] [-n JOBS] [-s SEED] [-o ORDER]
-//              [-j JITTER_MS [-r RUNS]]
-//       The ideal makespan only; with -j, also its spread when every job
-//       takes up to JITTER_MS longer at random (timing sensitivity).
+//              [-C HOST:FACTOR] [-j JITTER_MS [-r RUNS]]
+//       The ideal makespan and the lower bound only; with -j, also the
+//       ideal's spread when every job takes up to JITTER_MS longer at random
+//       (timing sensitivity).
+//
+// Jobs: work units 2..16 uniformly, one job in ten 20..40 (a 20x range, like
+// a source tree with a few big translation units), payload bytes
+// proportional to the work.
 //
 // Numbers are parsed strictly (whole, in range). Linux only (epoll,
 // timerfd): it is a benchmark tool, not part of balance.
@@ -46,14 +96,18 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <queue>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "../tests/testnet.hpp"
@@ -66,9 +120,10 @@ using namespace testnet;
   std::fprintf(stderr,
                "usage: farm hosts [-H 4x3,2x2,2x1] [-u MS]\n"
                "       farm run -c CTLPORT -p PORT [-k K] [-n JOBS] [-s SEED] [-o desc|random]\n"
-               "                [-l LABEL] [-t SEC]\n"
+               "                [-b BYTES] [-l LABEL] [-t SEC] [-V slow|ahead|none]\n"
+               "                [-W] [-S SOCKET [-P MS]] [-C HOST:FACTOR] [-I]\n"
                "       farm ideal [-H spec] [-u MS] [-k K] [-n JOBS] [-s SEED] [-o ORDER]\n"
-               "                  [-j JITTER_MS [-r RUNS]]\n"
+               "                  [-C HOST:FACTOR] [-j JITTER_MS [-r RUNS]]\n"
                "       farm header | farm freeport [N] | farm wait PORT [SEC [PID]]\n");
   std::exit(2);
 }
@@ -100,6 +155,24 @@ double parse_ms(const char* s, const char* what) {
   return v;
 }
 
+// When job at_job is handed out, host `host` becomes `factor` times slower,
+// its jobs in progress too. host < 0: nothing changes.
+struct Change {
+  int host = -1;
+  double factor = 1;
+  int at_job = 0;
+};
+
+// "HOST:FACTOR" (the job is set by the caller).
+Change parse_change(const char* s, int nhosts) {
+  const char* colon = std::strchr(s, ':');
+  if (!colon) die("-C: want HOST:FACTOR, not %s", s);
+  Change c;
+  c.host = parse_int(std::string(s, colon).c_str(), "-C host", 0, nhosts - 1);
+  c.factor = parse_ms(colon + 1, "-C factor");
+  return c;
+}
+
 // ---------------------------------------------------------------- jobs ----
 
 // splitmix64 (testnet.hpp): the same job list on every platform and standard library.
@@ -110,7 +183,7 @@ struct Rng {
 };
 
 // Work units per job: mostly small translation units (2..16), one in ten a
-// big one (20..40), like a real source tree.  Mean ~11 units.
+// big one (20..40), like a real source tree: a 20x range, mean ~11 units.
 //
 // Order: "desc" (default) submits the biggest jobs first, as a build system
 // that schedules its longest compiles first does.  It also makes the
@@ -118,7 +191,9 @@ struct Rng {
 // scheduler swings by up to +-10% with sub-millisecond timing differences
 // (which big job happens to land on a slow slot near the end: try
 // `farm ideal -o random -j 1`), which would drown the proxy's own
-// contribution; in "desc" order the spread is under 1%.
+// contribution; in "desc" order the spread is under 1%.  Random order is
+// where knowing the jobs' sizes pays: a big job that comes late must not
+// take a slow slot.
 std::vector<int> make_jobs(int n, uint64_t seed, const std::string& order) {
   Rng r{seed};
   std::vector<int> w(static_cast<size_t>(n));
@@ -128,45 +203,96 @@ std::vector<int> make_jobs(int n, uint64_t seed, const std::string& order) {
   return w;
 }
 
-// Perfect scheduler: K clients, each submits its next job the moment the
-// previous one ends; a request takes the fastest free slot, else waits in
-// one FIFO queue for the first slot to free (fastest among those freeing at
-// the same instant).  Returns the makespan in seconds.
+// Perfect cost-oblivious scheduler, simulated event by event: K clients,
+// each asks for the next job of the list the moment its previous one ends;
+// a request takes the fastest free slot, else waits in one FIFO queue for
+// the first slot to free (fastest among those freeing at the same instant).
+// The change, if any, applies when its job is handed out, with the same
+// effect as the farm's SLOW: the host's jobs in progress finish their
+// remaining work at the new speed.  Returns the makespan in seconds.
 // jitter_s > 0 adds a uniform random 0..jitter_s to every job's duration (a
 // diagnostic: how sensitive the makespan is to small timing differences).
 double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>& jobs, int k, double unit_s,
-                      double jitter_s = 0, uint64_t jseed = 1) {
+                      const Change& change = {}, double jitter_s = 0, uint64_t jseed = 1) {
   Rng jr{jseed};
   struct Slot {
+    int host;
     double speed;
-    double busy_until;
+    double end;
+    int client;    // -1: free
+    unsigned gen;  // bumped when the job's end moves: older end events are stale
   };
   std::vector<Slot> slots;
-  for (auto& h : hosts)
-    for (int i = 0; i < h.slots; i++) slots.push_back({double(h.speed), 0.0});
-  // Requests ordered by time, then by client number (deterministic FIFO).
-  using Req = std::pair<double, int>;
-  std::priority_queue<Req, std::vector<Req>, std::greater<Req>> reqs;
-  for (int c = 0; c < k; c++) reqs.push({0.0, c});
+  for (size_t h = 0; h < hosts.size(); h++)
+    for (int i = 0; i < hosts[h].slots; i++) slots.push_back({int(h), double(hosts[h].speed), 0, -1, 0});
+  // Events at the same instant: the ends first (a freed slot is free for a
+  // request made then), then the requests in client order.
+  enum Kind { kEnd = 0, kRequest = 1 };
+  using Ev = std::tuple<double, int, int, unsigned>;  // time, kind, slot or client, gen
+  std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> evs;
+  for (int c = 0; c < k; c++) evs.push({0.0, kRequest, c, 0u});
+  std::deque<std::pair<int, size_t>> waiting;  // (client, job), FIFO
   size_t next = 0;
   double makespan = 0;
   const double eps = 1e-12;
-  while (next < jobs.size() && !reqs.empty()) {
-    auto [t, c] = reqs.top();
-    reqs.pop();
-    double earliest = 1e300;
-    for (auto& s : slots) earliest = std::min(earliest, s.busy_until);
-    double start = std::max(t, earliest);
-    Slot* best = nullptr;
-    for (auto& s : slots)
-      if (s.busy_until <= start + eps && (!best || s.speed > best->speed)) best = &s;
-    double end = start + jobs[next++] * unit_s / best->speed;
-    if (jitter_s > 0) end += jitter_s * double(jr.next() % 1000000) / 1e6;
-    best->busy_until = end;
-    makespan = std::max(makespan, end);
-    reqs.push({end, c});
+  while (!evs.empty()) {
+    double t = std::get<0>(evs.top());
+    while (!evs.empty() && std::get<0>(evs.top()) <= t + eps) {
+      auto [et, kind, idx, gen] = evs.top();
+      evs.pop();
+      if (kind == kEnd) {
+        Slot& s = slots[size_t(idx)];
+        if (gen != s.gen || s.client < 0) continue;
+        makespan = std::max(makespan, et);
+        evs.push({et, kRequest, s.client, 0u});
+        s.client = -1;
+        continue;
+      }
+      if (next >= jobs.size()) continue;  // this client is done
+      if (change.host >= 0 && next == size_t(change.at_job)) {
+        for (size_t i = 0; i < slots.size(); i++) {
+          Slot& s = slots[i];
+          if (s.host != change.host) continue;
+          s.speed /= change.factor;
+          if (s.client < 0) continue;
+          s.end = t + (s.end - t) * change.factor;
+          evs.push({s.end, kEnd, int(i), ++s.gen});
+        }
+      }
+      waiting.push_back({idx, next++});
+    }
+    while (!waiting.empty()) {
+      size_t best = slots.size();
+      for (size_t i = 0; i < slots.size(); i++)
+        if (slots[i].client < 0 && (best == slots.size() || slots[i].speed > slots[best].speed)) best = i;
+      if (best == slots.size()) break;
+      Slot& s = slots[best];
+      s.client = waiting.front().first;
+      s.end = t + jobs[waiting.front().second] * unit_s / s.speed;
+      if (jitter_s > 0) s.end += jitter_s * double(jr.next() % 1000000) / 1e6;
+      waiting.pop_front();
+      evs.push({s.end, kEnd, int(best), ++s.gen});
+    }
   }
   return makespan;
+}
+
+// No scheduler finishes before max(total work / capacity, longest job on
+// the fastest slot), capacity being the summed speed of the slots K
+// clients can keep busy at once (the min(K, slots) fastest).
+double lower_bound(const std::vector<HostSpec>& hosts, const std::vector<int>& jobs, int k, double unit_s) {
+  std::vector<double> speeds;
+  for (auto& h : hosts)
+    for (int i = 0; i < h.slots; i++) speeds.push_back(h.speed);
+  std::sort(speeds.begin(), speeds.end(), std::greater<double>());
+  double capacity = 0;
+  for (size_t i = 0; i < speeds.size() && i < size_t(k); i++) capacity += speeds[i];
+  double total = 0, longest = 0;
+  for (int w : jobs) {
+    total += w;
+    longest = std::max(longest, double(w));
+  }
+  return std::max(total / capacity, longest / speeds[0]) * unit_s;
 }
 
 // --------------------------------------------------------------- hosts ----
@@ -174,11 +300,17 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
 volatile sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
+// A job connection goes kHeader -> kPayload (when it carries bytes) ->
+// kWorking; a control connection stays kControl.
+enum class Phase { kControl, kHeader, kPayload, kWorking };
+
 struct Conn {
   int fd = -1;
   int host = -1;  // -1: control connection
-  std::string in;
-  bool working = false;
+  Phase phase = Phase::kHeader;
+  std::string in;        // the header line (or control lines) so far
+  uint64_t need = 0;     // payload bytes still to come
+  uint64_t got = 0;      // payload bytes checked so far
   double remaining = 0;  // speed-1 seconds of work left
   long id = 0;
   int work = 0;
@@ -186,18 +318,21 @@ struct Conn {
 
 struct Host {
   HostSpec spec;
+  double speed = 0;  // now: spec.speed unless SLOW changed it
   Fd lfd;
   int port = 0;
   int open = 0;
   int maxconc = 0;
   long jobs = 0;
+  long since = 0;  // jobs finished since the last SLOW
+  long bad = 0;    // requests closed for a bad header or payload
   int working = 0;
 };
 
 // The farm's hosts and its control port, served by one epoll loop; the
 // fluid simulation advances at every event and a timerfd wakes it at the
 // next job's completion. Invariant: a host's `working` counts its
-// connections with a job in progress, `open` all of its connections.
+// connections in Phase::kWorking, `open` all of its connections.
 class Farm {
  public:
   Farm(const std::vector<HostSpec>& spec, double unit_ms);
@@ -210,8 +345,10 @@ class Farm {
   void advance();
   void arm_timer();
   void accept_all(int lfd, int host);
-  bool on_readable(int fd);
-  bool on_line(Conn& c, const std::string& line);
+  void on_readable(int fd);
+  bool feed(Conn& c, const char* data, size_t n);
+  bool on_header(Conn& c);
+  void start_work(Conn& c);
   std::string control(const std::string& line);
 
   double unit_ms_;
@@ -233,6 +370,7 @@ Farm::Farm(const std::vector<HostSpec>& spec, double unit_ms) : unit_ms_(unit_ms
   listener_[cfd_.get()] = -1;
   for (size_t i = 0; i < hosts_.size(); i++) {
     hosts_[i].spec = spec[i];
+    hosts_[i].speed = spec[i].speed;
     hosts_[i].lfd.reset(listen_on("127.0.0.1", 0, 1024));
     hosts_[i].port = local_port(hosts_[i].lfd.get());
     listener_[hosts_[i].lfd.get()] = int(i);
@@ -255,7 +393,7 @@ void Farm::close_conn(int fd) {
   Conn& c = it->second;
   if (c.host >= 0) {
     hosts_[size_t(c.host)].open--;
-    if (c.working) hosts_[size_t(c.host)].working--;
+    if (c.phase == Phase::kWorking) hosts_[size_t(c.host)].working--;
   }
   epoll_ctl(ep_.get(), EPOLL_CTL_DEL, fd, nullptr);
   close(fd);
@@ -263,7 +401,7 @@ void Farm::close_conn(int fd) {
 }
 
 double Farm::rate(const Host& h) const {
-  return h.working <= h.spec.slots ? double(h.spec.speed) : double(h.spec.speed) * h.spec.slots / h.working;
+  return h.working <= h.spec.slots ? h.speed : h.speed * h.spec.slots / h.working;
 }
 
 // Arms the timer for the next completion (or disarms it).
@@ -271,7 +409,7 @@ void Farm::arm_timer() {
   double next = 1e300;
   for (auto& kv : conns_) {
     const Conn& c = kv.second;
-    if (c.working) next = std::min(next, c.remaining / rate(hosts_[size_t(c.host)]));
+    if (c.phase == Phase::kWorking) next = std::min(next, c.remaining / rate(hosts_[size_t(c.host)]));
   }
   itimerspec its{};
   if (next < 1e299) {
@@ -292,7 +430,7 @@ void Farm::advance() {
   std::vector<int> done;
   for (auto& kv : conns_) {
     Conn& c = kv.second;
-    if (!c.working) continue;
+    if (c.phase != Phase::kWorking) continue;
     c.remaining -= rate(hosts_[size_t(c.host)]) * dt;
     if (c.remaining <= 1e-6) done.push_back(kv.first);
   }
@@ -300,7 +438,10 @@ void Farm::advance() {
     Conn& c = conns_[fd];
     std::string reply = fmt("DONE %ld %d\n", c.id, c.work);
     // A tiny reply into an empty socket buffer: never blocks.
-    if (write(fd, reply.data(), reply.size()) == ssize_t(reply.size())) hosts_[size_t(c.host)].jobs++;
+    if (write(fd, reply.data(), reply.size()) == ssize_t(reply.size())) {
+      hosts_[size_t(c.host)].jobs++;
+      hosts_[size_t(c.host)].since++;
+    }
     close_conn(fd);
   }
   arm_timer();
@@ -315,6 +456,7 @@ void Farm::accept_all(int lfd, int host) {
     Conn c;
     c.fd = s;
     c.host = host;
+    c.phase = host >= 0 ? Phase::kHeader : Phase::kControl;
     if (host >= 0) {
       Host& h = hosts_[size_t(host)];
       h.open++;
@@ -329,68 +471,112 @@ std::string Farm::control(const std::string& line) {
   if (line == "RESET") {
     for (auto& h : hosts_) {
       h.maxconc = h.open;
-      h.jobs = 0;
+      h.jobs = h.since = h.bad = 0;
+      h.speed = h.spec.speed;
     }
+    return "OK\n";
+  }
+  size_t idx = 0;
+  double factor = 0;
+  char extra;
+  if (std::sscanf(line.c_str(), "SLOW %zu %lf%c", &idx, &factor, &extra) == 2) {
+    if (idx >= hosts_.size() || !(factor > 0)) return "ERR\n";
+    hosts_[idx].speed = hosts_[idx].spec.speed / factor;
+    hosts_[idx].since = 0;
     return "OK\n";
   }
   if (line != "STATS") return "ERR\n";
   std::string out = fmt("UNIT %.3f\n", unit_ms_);
   for (size_t j = 0; j < hosts_.size(); j++) {
     const Host& h = hosts_[j];
-    out += fmt("HOST %zu %d %d %d %ld %d\n", j, h.spec.slots, h.spec.speed, h.maxconc, h.jobs, h.open);
+    out += fmt("HOST %zu %d %d %d %ld %d %d %.6g %ld %ld\n", j, h.spec.slots, h.spec.speed, h.maxconc, h.jobs, h.open,
+               h.port, h.speed, h.since, h.bad);
   }
   return out + "END\n";
 }
 
-// One line of a connection; false once it is closed.
-bool Farm::on_line(Conn& c, const std::string& line) {
-  if (c.host < 0) {
-    std::string out = control(line);
-    // Small replies; the control client reads them at once.
-    if (write(c.fd, out.data(), out.size()) >= 0) return true;
-    close_conn(c.fd);
-    return false;
-  }
+void Farm::start_work(Conn& c) {
+  c.phase = Phase::kWorking;
+  c.remaining = c.work * unit_ms_ / 1000.0;
+  hosts_[size_t(c.host)].working++;
+}
+
+// The header line is in c.in; false when it is bad.
+bool Farm::on_header(Conn& c) {
   long id = 0;
   int work = -1;
+  unsigned long long bytes = 0;
   char extra;
-  if (c.working || std::sscanf(line.c_str(), "JOB %ld %d%c", &id, &work, &extra) != 2 || work < 0) {
-    close_conn(c.fd);
-    return false;
-  }
-  c.working = true;
+  int n = std::sscanf(c.in.c_str(), "JOB %ld %d %llu%c", &id, &work, &bytes, &extra);
+  if ((n != 2 && n != 3) || work < 0 || id < 0) return false;
   c.id = id;
   c.work = work;
-  c.remaining = work * unit_ms_ / 1000.0;
-  hosts_[size_t(c.host)].working++;
+  c.need = n == 3 ? bytes : 0;
+  c.in.clear();
+  if (c.need == 0) start_work(c);
+  else c.phase = Phase::kPayload;
   return true;
 }
 
-// Reads a connection; true when the job mix changed.
-bool Farm::on_readable(int fd) {
-  auto it = conns_.find(fd);
-  if (it == conns_.end()) return false;
-  Conn& c = it->second;
-  char buf[4096];
-  ssize_t r = read(fd, buf, sizeof buf);
-  if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-    close_conn(fd);  // the client is gone (a job abandoned mid-way is simply dropped)
-    return true;
+// The bytes a job connection sent; false when the request is bad.
+bool Farm::feed(Conn& c, const char* data, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (c.phase == Phase::kHeader) {
+      const char* nl = static_cast<const char*>(std::memchr(data + i, '\n', n - i));
+      size_t take = nl ? size_t(nl - (data + i)) : n - i;
+      c.in.append(data + i, take);
+      if (c.in.size() > 4096) return false;
+      if (!nl) return true;
+      i += take + 1;
+      if (!on_header(c)) return false;
+    } else if (c.phase == Phase::kPayload) {
+      size_t take = size_t(std::min<uint64_t>(c.need, n - i));
+      if (mismatch(uint64_t(c.id), c.got, data + i, take) != kNone) return false;
+      c.got += take;
+      c.need -= take;
+      i += take;
+      if (c.need == 0) start_work(c);
+    } else {
+      return false;  // nothing may follow the payload
+    }
   }
-  if (r < 0) return false;
+  return true;
+}
+
+// Reads a connection: a job's request, or control lines.
+void Farm::on_readable(int fd) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return;
+  Conn& c = it->second;
+  static char buf[65536];
+  ssize_t r = read(fd, buf, sizeof buf);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (r <= 0) {
+    close_conn(fd);  // the client is gone (a job abandoned mid-way is simply dropped)
+    return;
+  }
+  if (c.host >= 0) {
+    if (!feed(c, buf, size_t(r))) {
+      hosts_[size_t(c.host)].bad++;
+      close_conn(fd);
+    }
+    return;
+  }
   c.in.append(buf, size_t(r));
   if (c.in.size() > 4096) {
     close_conn(fd);
-    return true;
+    return;
   }
-  bool changed = false;
   for (size_t nl; (nl = c.in.find('\n')) != std::string::npos;) {
-    std::string line = c.in.substr(0, nl);
+    std::string out = control(c.in.substr(0, nl));
     c.in.erase(0, nl + 1);
-    if (!on_line(c, line)) break;  // closed: c is gone
-    changed |= c.host >= 0;
+    // Small replies; the control client reads them at once.
+    if (write(fd, out.data(), out.size()) < 0) {
+      close_conn(fd);
+      return;
+    }
   }
-  return changed;
 }
 
 int Farm::run() {
@@ -403,7 +589,6 @@ int Farm::run() {
     int n = epoll_wait(ep_.get(), evs, 256, 1000);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) die("epoll_wait: %s", why(errno));
-    bool changed = false;
     advance();  // the progress of running jobs up to now, before any change
     for (int i = 0; i < n; i++) {
       int fd = evs[i].data.fd;
@@ -411,14 +596,13 @@ int Farm::run() {
       if (fd == tfd_.get()) {
         uint64_t x;
         while (read(fd, &x, sizeof x) > 0) {}
-        changed = true;
       } else if (l != listener_.end()) {
         accept_all(fd, l->second);
       } else {
-        changed |= on_readable(fd);
+        on_readable(fd);
       }
     }
-    if (changed || n == 0) advance();  // re-arm with the new job mix
+    advance();  // re-arm with the new job mix (and speeds)
   }
   return 0;
 }
@@ -443,6 +627,15 @@ int cmd_hosts(int argc, char** argv) {
 
 // ----------------------------------------------------------------- run ----
 
+// Read and write deadlines on a blocking socket.
+void set_timeouts(int fd, double timeout_s) {
+  timeval tv{};
+  tv.tv_sec = time_t(timeout_s);
+  tv.tv_usec = suseconds_t((timeout_s - double(tv.tv_sec)) * 1e6);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 // A blocking connection to 127.0.0.1:port whose reads and writes give up
 // after timeout_s; not ok() when the connect failed (errno tells).
 Fd connect_port(int port, double timeout_s) {
@@ -450,11 +643,7 @@ Fd connect_port(int port, double timeout_s) {
   if (!fd.ok()) return fd;
   int one = 1;
   setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  timeval tv{};
-  tv.tv_sec = time_t(timeout_s);
-  tv.tv_usec = suseconds_t((timeout_s - double(tv.tv_sec)) * 1e6);
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  set_timeouts(fd.get(), timeout_s);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -495,16 +684,17 @@ bool read_reply(int fd, std::string& out, const char* until = nullptr) {
 }
 
 struct HostStat {
-  int slots, speed, maxconc;
-  long jobs;
-  int open;
+  int slots = 0, speed = 0, maxconc = 0;
+  long jobs = 0;
+  int open = 0, port = 0;
+  double speed_now = 0;
+  long since = 0, bad = 0;
 };
 
-bool ctl(int port, const char* cmd, std::string& reply) {
+bool ctl(int port, const std::string& cmd, std::string& reply) {
   Fd fd = connect_port(port, 10);
   if (!fd.ok()) return false;
-  return write_all(fd.get(), std::string(cmd) + "\n") &&
-         read_reply(fd.get(), reply, std::strcmp(cmd, "STATS") ? "OK" : "END");
+  return write_all(fd.get(), cmd + "\n") && read_reply(fd.get(), reply, cmd == "STATS" ? "END" : "OK");
 }
 
 bool stats(int port, double* unit_ms, std::vector<HostStat>& hs) {
@@ -514,36 +704,219 @@ bool stats(int port, double* unit_ms, std::vector<HostStat>& hs) {
   std::istringstream in(r);
   std::string line;
   while (std::getline(in, line)) {
-    HostStat h{};
+    HostStat h;
     size_t idx;
     if (std::sscanf(line.c_str(), "UNIT %lf", unit_ms) == 1) continue;
-    if (std::sscanf(line.c_str(), "HOST %zu %d %d %d %ld %d", &idx, &h.slots, &h.speed, &h.maxconc, &h.jobs,
-                    &h.open) == 6)
+    if (std::sscanf(line.c_str(), "HOST %zu %d %d %d %ld %d %d %lf %ld %ld", &idx, &h.slots, &h.speed, &h.maxconc,
+                    &h.jobs, &h.open, &h.port, &h.speed_now, &h.since, &h.bad) == 10)
       hs.push_back(h);
   }
   return !hs.empty();
 }
 
+// ------------------------------------------------- balance's estimates ----
+
+// One "show json" from balance's control socket at path (text lines; the
+// reply ends with an empty line); "" when it cannot be had.
+std::string balance_json(const std::string& path) {
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  if (!fd.ok() || path.size() >= sizeof a.sun_path) return "";
+  set_timeouts(fd.get(), 2);
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, path.c_str(), path.size());
+  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return "";
+  if (!write_all(fd.get(), "show json\n")) return "";
+  std::string out;
+  char buf[4096];
+  while (out.find("\n\n") == std::string::npos && out.size() < (1 << 20)) {
+    ssize_t r = read(fd.get(), buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return "";
+    out.append(buf, size_t(r));
+  }
+  return out;
+}
+
+// The number after key in s, if any.
+bool json_number(const std::string& s, const char* key, double* v) {
+  size_t p = s.find(key);
+  if (p == std::string::npos) return false;
+  const char* start = s.c_str() + p + std::strlen(key);
+  char* end = nullptr;
+  *v = std::strtod(start, &end);
+  return end != start;
+}
+
+// The per-slot speed balance reports for each channel, by port: a tiny
+// scan of show json, one object per channel, each with "port": and
+// "speed": (not "speed_jobs":, whose key differs).
+std::map<int, double> json_speeds(const std::string& json) {
+  std::map<int, double> out;
+  const std::string mark = "{\"channel\":";
+  for (size_t p = json.find(mark); p != std::string::npos;) {
+    size_t q = json.find(mark, p + 1);
+    std::string obj = json.substr(p, q == std::string::npos ? std::string::npos : q - p);
+    double port = 0, speed = 0;
+    if (json_number(obj, "\"port\":", &port) && json_number(obj, "\"speed\":", &speed)) out[int(port)] = speed;
+    p = q;
+  }
+  return out;
+}
+
+// What the sampler saw at one moment.
+struct Sample {
+  double t;
+  int done;                     // jobs of the batch finished
+  long since;                   // jobs the changed host finished since the change (-1: unknown)
+  std::map<int, double> speed;  // balance's per-slot speed by port
+};
+
+// Samples balance's speeds (and the changed host's job count) every
+// period_s on a thread of its own, until stopped.
+class Sampler {
+ public:
+  Sampler(const std::string& sock, double period_s, int ctl_port, const std::atomic<int>& done)
+      : sock_(sock), period_s_(period_s), ctl_port_(ctl_port), done_(done) {}
+  void start() {
+    th_ = std::thread([this] { loop(); });
+  }
+  std::vector<Sample> stop() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    th_.join();
+    sample();  // the state at the end
+    return samples_;
+  }
+  void watch(int host) { host_ = host; }  // count this host's jobs from now on
+
+ private:
+  void sample() {
+    Sample s{now(), done_.load(), -1, json_speeds(balance_json(sock_))};
+    int h = host_.load();
+    if (h >= 0) {
+      double unit = 0;
+      std::vector<HostStat> hs;
+      if (stats(ctl_port_, &unit, hs) && size_t(h) < hs.size()) s.since = hs[size_t(h)].since;
+    }
+    if (!s.speed.empty()) samples_.push_back(s);
+  }
+  void loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    while (!stop_) {
+      lk.unlock();
+      sample();
+      lk.lock();
+      cv_.wait_for(lk, std::chrono::duration<double>(period_s_), [this] { return stop_; });
+    }
+  }
+
+  std::string sock_;
+  double period_s_;
+  int ctl_port_;
+  const std::atomic<int>& done_;
+  std::atomic<int> host_{-1};
+  std::vector<Sample> samples_;
+  std::thread th_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+// The index of the first sample from which ok() holds to the end, or -1.
+template <class Pred>
+int settled(const std::vector<Sample>& s, Pred ok) {
+  int first = -1;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (!ok(s[i])) first = -1;
+    else if (first < 0) first = int(i);
+  }
+  return first;
+}
+
+// Whether every host's estimate is within tol of its true speed, both
+// scaled to the same sum (relative speeds).
+bool all_within(const Sample& s, const std::vector<HostStat>& hs, const std::vector<double>& truth, double tol) {
+  double est = 0, tru = 0;
+  for (size_t i = 0; i < hs.size(); i++) {
+    auto it = s.speed.find(hs[i].port);
+    if (it == s.speed.end()) return false;
+    est += it->second;
+    tru += truth[i];
+  }
+  if (est <= 0) return false;
+  for (size_t i = 0; i < hs.size(); i++) {
+    double rel = (s.speed.at(hs[i].port) / est) / (truth[i] / tru);
+    if (std::fabs(rel - 1) > tol) return false;
+  }
+  return true;
+}
+
+// Whether host h's estimate, relative to the sum of the others', is within
+// tol of its true speed relative to theirs.
+bool one_within(const Sample& s, const std::vector<HostStat>& hs, const std::vector<double>& truth, size_t h,
+                double tol) {
+  double est = 0, tru = 0;
+  for (size_t i = 0; i < hs.size(); i++) {
+    auto it = s.speed.find(hs[i].port);
+    if (it == s.speed.end()) return false;
+    if (i == h) continue;
+    est += it->second;
+    tru += truth[i];
+  }
+  if (est <= 0 || hs.size() < 2) return false;
+  double rel = (s.speed.at(hs[h].port) / est) / (truth[h] / tru);
+  return std::fabs(rel - 1) <= tol;
+}
+
+// "3.01 1.98 0.99": the last estimates, in host order.
+std::string speeds_text(const Sample& s, const std::vector<HostStat>& hs) {
+  std::string out;
+  for (auto& h : hs) {
+    auto it = s.speed.find(h.port);
+    out += (out.empty() ? "" : " ") + (it == s.speed.end() ? std::string("?") : fmt("%.2f", it->second));
+  }
+  return out;
+}
+
+// ----------------------------------------------------------- the batch ----
+
+// Prints a table line without trailing blanks.
+void put_line(std::string line) {
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
 void header() {
-  std::printf("%-18s %3s %4s %9s %9s %6s  %-14s %-14s %4s %s\n", "target", "K", "jobs", "makespan", "ideal", "ratio",
-              "maxconc/slots", "jobs per host", "fail", "verdict");
+  put_line(fmt("%-24s %3s %4s %9s %7s %7s  %-14s %-14s %4s %-9s %s", "target", "K", "jobs", "makespan", "/ideal",
+               "/bound", "maxconc/slots", "jobs per host", "fail", "verdict", "notes"));
 }
 
 struct RunOpts {
   int ctl_port = 0, port = 0, k = 16, njobs = 200;
   uint64_t seed = 7;
-  double timeout = 60;
-  std::string label = "proxy", order = "desc";
+  uint64_t bytes_per_unit = 8192;
+  double timeout = 60, poll_s = 0.1;
+  std::string label = "proxy", order = "desc", sock, verdict = "slow";
+  bool warm = false, ideal_only = false;
+  Change change;
 };
 
 // K client threads run the jobs through the proxy, each taking the next job
 // once its previous one is done.
 class Batch {
  public:
-  Batch(const RunOpts& o, const std::vector<int>& jobs) : o_(o), jobs_(jobs) {}
+  // on_handout(j) runs in the client that takes job j, before it connects.
+  Batch(const RunOpts& o, const std::vector<int>& jobs, std::function<void(int)> on_handout = {})
+      : o_(o), jobs_(jobs), on_handout_(std::move(on_handout)) {}
   double run();  // the makespan
   int failed() const { return failed_; }
   const std::string& first_error() const { return first_error_; }
+  const std::atomic<int>& done() const { return done_; }
 
  private:
   std::string one_job(int j);
@@ -551,19 +924,27 @@ class Batch {
 
   const RunOpts& o_;
   const std::vector<int>& jobs_;
+  std::function<void(int)> on_handout_;
   std::atomic<int> next_{0};
+  std::atomic<int> done_{0};
   std::atomic<int> failed_{0};
   std::mutex mu_;
   std::string first_error_;
   double t_end_ = 0;
 };
 
-// Runs job j; what went wrong, or "".
+// Runs job j: the header and the whole payload, then the answer; what went
+// wrong, or "".
 std::string Batch::one_job(int j) {
+  int work = jobs_[size_t(j)];
+  uint64_t bytes = uint64_t(work) * o_.bytes_per_unit;
+  std::string req = fmt("JOB %d %d %llu\n", j, work, static_cast<unsigned long long>(bytes));
+  size_t head = req.size();
+  req.resize(head + bytes);
+  gen(uint64_t(j), 0, &req[head], bytes);
+  std::string want = fmt("DONE %d %d\n", j, work);
   Fd fd = connect_port(o_.port, o_.timeout);
   if (!fd.ok()) return std::string("connect: ") + why(errno);
-  std::string req = fmt("JOB %d %d\n", j, jobs_[size_t(j)]);
-  std::string want = fmt("DONE %d %d\n", j, jobs_[size_t(j)]);
   std::string reply;
   if (!write_all(fd.get(), req)) return std::string("send: ") + why(errno);
   if (!read_reply(fd.get(), reply)) return std::string("recv: ") + why(errno);
@@ -573,8 +954,10 @@ std::string Batch::one_job(int j) {
 
 void Batch::client() {
   for (int j; (j = next_.fetch_add(1)) < o_.njobs;) {
+    if (on_handout_) on_handout_(j);
     std::string err = one_job(j);
     double t = now();
+    done_++;
     std::lock_guard<std::mutex> g(mu_);
     if (err.empty()) {
       t_end_ = std::max(t_end_, t);
@@ -594,35 +977,149 @@ double Batch::run() {
   return t_end_ - t0;
 }
 
-// Prints the table row of a finished batch.
-void report(const RunOpts& o, double makespan, double ideal, const std::vector<HostStat>& hs, const Batch& b) {
+// One row of the table; bound <= 0: not given.
+struct Row {
+  double makespan = 0, ideal = 0, bound = 0;
+  std::vector<HostStat> hs;  // the hosts' counters after the row's batch
+  std::vector<int> maxconc;  // per host, over every batch of the row
+  int failed = 0;
+  std::string first_error, notes;
+};
+
+void print_row(const RunOpts& o, const Row& r) {
   std::string conc, per;
   bool over = false;
-  long served = 0;
-  for (auto& h : hs) {
-    conc += (conc.empty() ? "" : " ") + std::to_string(h.maxconc) + "/" + std::to_string(h.slots);
+  long served = 0, bad = 0;
+  for (size_t i = 0; i < r.hs.size(); i++) {
+    const HostStat& h = r.hs[i];
+    int mc = r.maxconc[i];
+    conc += (conc.empty() ? "" : " ") + std::to_string(mc) + "/" + std::to_string(h.slots);
     per += (per.empty() ? "" : " ") + std::to_string(h.jobs);
-    over |= h.maxconc > h.slots;
+    over |= mc > h.slots;
     served += h.jobs;
+    bad += h.bad;
   }
-  double ratio = makespan / ideal;
+  double ratio = r.makespan / r.ideal;
   std::string verdict;
-  if (b.failed()) verdict += "DROPPED ";
+  if (r.failed) verdict += "DROPPED ";
   if (over) verdict += "OVER-MAXC ";
-  if (ratio > 1.05) verdict += "SLOW ";
+  if (o.verdict == "slow" && ratio > 1.05) verdict += "SLOW ";
+  if (o.verdict == "ahead" && ratio >= 1) verdict += "NOT-AHEAD ";
   if (verdict.empty()) verdict = "ok";
-  std::printf("%-18s %3d %4d %8.3fs %8.3fs %6.3f  %-14s %-14s %4d %s\n", o.label.c_str(), o.k, o.njobs, makespan, ideal,
-              ratio, conc.c_str(), per.c_str(), b.failed(), verdict.c_str());
-  if (!b.first_error().empty())
-    std::printf("  first failure: %s (hosts finished %ld jobs)\n", b.first_error().c_str(), served);
+  else verdict.pop_back();
+  std::string bound = r.bound > 0 ? fmt("%7.3f", r.makespan / r.bound) : fmt("%7s", "-");
+  put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %s  %-14s %-14s %4d %-9s %s", o.label.c_str(), o.k, o.njobs, r.makespan,
+               ratio, bound.c_str(), conc.c_str(), per.c_str(), r.failed, verdict.c_str(), r.notes.c_str()));
+  if (!r.first_error.empty())
+    std::printf("  first failure: %s (hosts finished %ld jobs, closed %ld bad requests)\n", r.first_error.c_str(),
+                served, bad);
   std::fflush(stdout);
+}
+
+// The reference rows: the lower bound, the ideal and its timing spread.
+void print_reference(const RunOpts& o, const std::vector<HostSpec>& spec, const std::vector<int>& jobs, double unit_s) {
+  double ideal = ideal_makespan(spec, jobs, o.k, unit_s, o.change);
+  std::vector<double> m;
+  for (int r = 1; r <= 21; r++) m.push_back(ideal_makespan(spec, jobs, o.k, unit_s, o.change, 0.001, uint64_t(r)));
+  std::sort(m.begin(), m.end());
+  std::string spread = fmt("0..1 ms more per job: %.3f..%.3f x ideal, median %.3f", m.front() / ideal, m.back() / ideal,
+                           m[m.size() / 2] / ideal);
+  if (o.change.host >= 0) {
+    put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7s  %-14s %-14s %4s %-9s %s", "ideal, knows the change", o.k, o.njobs,
+                 ideal, 1.0, "-", "", "", "", "", spread.c_str()));
+    return;
+  }
+  double bound = lower_bound(spec, jobs, o.k, unit_s);
+  put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "lower bound", o.k, o.njobs, bound,
+               bound / ideal, 1.0, "", "", "", "", "no scheduler can beat it"));
+  put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, cost-oblivious", o.k, o.njobs,
+               ideal, 1.0, ideal / bound, "", "", "", "", spread.c_str()));
+}
+
+// RESET, then the hosts' STATS (and the farm's unit in *unit_ms).
+std::vector<HostStat> reset_hosts(int ctl_port, double* unit_ms) {
+  std::string r;
+  if (!ctl(ctl_port, "RESET", r)) die("cannot reach the hosts' control port %d", ctl_port);
+  std::vector<HostStat> hs;
+  if (!stats(ctl_port, unit_ms, hs)) die("bad STATS reply");
+  return hs;
+}
+
+// Runs one batch (with the sampler when o.sock is set) and returns its
+// makespan; the hosts' counters after it go to row.hs, its samples to
+// samples, its failures and max concurrency add to the row's.
+double run_batch(const RunOpts& o, const std::vector<int>& jobs, const Change& change, std::vector<Sample>& samples,
+                 Row& row) {
+  double unit_ms = 0;
+  reset_hosts(o.ctl_port, &unit_ms);
+  Sampler* sp = nullptr;
+  std::function<void(int)> handout;
+  if (change.host >= 0)
+    handout = [&o, &change, &sp](int j) {
+      if (j != change.at_job) return;
+      std::string r;
+      if (!ctl(o.ctl_port, fmt("SLOW %d %g", change.host, change.factor), r)) die("SLOW failed");
+      if (sp) sp->watch(change.host);
+    };
+  Batch b(o, jobs, handout);
+  Sampler sampler(o.sock, o.poll_s, o.ctl_port, b.done());
+  if (!o.sock.empty()) {
+    sp = &sampler;
+    sampler.start();
+  }
+  double makespan = b.run();
+  if (sp) samples = sampler.stop();
+  usleep(50000);  // let the hosts notice the last closes before reading the counters
+  if (!stats(o.ctl_port, &unit_ms, row.hs)) die("bad STATS reply");
+  row.maxconc.resize(row.hs.size(), 0);
+  for (size_t i = 0; i < row.hs.size(); i++) row.maxconc[i] = std::max(row.maxconc[i], row.hs[i].maxconc);
+  row.failed += b.failed();
+  if (row.first_error.empty()) row.first_error = b.first_error();
+  return makespan;
+}
+
+// After how many jobs balance's speeds were, and stayed, within 10 % of
+// the truth relative to each other: over the cold batch's samples and then,
+// when it ran unchanged, the warm batch's (its jobs counted after the cold
+// batch's njobs).
+std::string warmup_note(std::vector<Sample> samples, const std::vector<Sample>& warm, int njobs,
+                        const std::vector<HostStat>& hs, const std::vector<double>& truth) {
+  for (Sample s : warm) {
+    s.done += njobs;
+    samples.push_back(s);
+  }
+  if (samples.empty()) return "no \"speed\" in show json";
+  int i = settled(samples, [&](const Sample& s) { return all_within(s, hs, truth, 0.10); });
+  std::string last = " (" + speeds_text(samples.back(), hs) + ")";
+  if (i < 0) return fmt("speeds not within 10%% after %d jobs", samples.back().done) + last;
+  return fmt("speeds within 10%% after %d jobs", samples[size_t(i)].done) + last;
+}
+
+// After how many of the slowed host's jobs since the change its estimate,
+// relative to the others', was and stayed within 20 % of its new speed.
+std::string change_note(const std::vector<Sample>& samples, const Change& change, const std::vector<HostStat>& hs,
+                        const std::vector<double>& truth) {
+  size_t h = size_t(change.host);
+  std::vector<double> after = truth;
+  after[h] /= change.factor;
+  std::vector<Sample> since;
+  for (auto& s : samples)
+    if (s.since >= 0) since.push_back(s);
+  std::string what = fmt("host %zu's estimate", h);
+  if (since.empty()) return what + " not sampled after the change";
+  int i = settled(since, [&](const Sample& s) { return one_within(s, hs, after, h, 0.20); });
+  std::string last = " (" + speeds_text(since.back(), hs) + ")";
+  if (i < 0) return what + fmt(" not within 20%% of its new speed after %ld of its jobs", since.back().since) + last;
+  return what + fmt(" within 20%% after %ld of its jobs", since[size_t(i)].since) + last;
 }
 
 int cmd_run(int argc, char** argv) {
   RunOpts o;
+  const char* change = nullptr;
   int ch;
-  while ((ch = getopt(argc, argv, "c:p:k:n:s:l:o:t:")) != -1) {
+  while ((ch = getopt(argc, argv, "b:c:p:k:n:s:l:o:t:V:WS:P:C:I")) != -1) {
     switch (ch) {
+      case 'b': o.bytes_per_unit = parse_range(optarg, "-b", 0, 1 << 24); break;
       case 'c': o.ctl_port = parse_int(optarg, "-c", 1, 65535); break;
       case 'p': o.port = parse_int(optarg, "-p", 1, 65535); break;
       case 'k': o.k = parse_int(optarg, "-k", 1, 10000); break;
@@ -631,36 +1128,66 @@ int cmd_run(int argc, char** argv) {
       case 'l': o.label = optarg; break;
       case 'o': o.order = optarg; break;
       case 't': o.timeout = parse_sec(optarg, "-t"); break;
+      case 'V': o.verdict = optarg; break;
+      case 'W': o.warm = true; break;
+      case 'S': o.sock = optarg; break;
+      case 'P': o.poll_s = parse_ms(optarg, "-P") / 1000; break;
+      case 'C': change = optarg; break;
+      case 'I': o.ideal_only = true; break;
       default: usage();
     }
   }
-  if (o.ctl_port == 0 || o.port == 0 || optind != argc) usage();
+  if (o.ctl_port == 0 || (o.port == 0 && !o.ideal_only) || optind != argc) usage();
+  if (o.verdict != "slow" && o.verdict != "ahead" && o.verdict != "none") die("-V: slow, ahead or none");
   signal(SIGPIPE, SIG_IGN);
-  std::string r;
-  if (!ctl(o.ctl_port, "RESET", r)) die("cannot reach the hosts' control port %d", o.ctl_port);
   double unit_ms = 0;
-  std::vector<HostStat> hs;
-  if (!stats(o.ctl_port, &unit_ms, hs)) die("bad STATS reply");
+  std::vector<HostStat> hs = reset_hosts(o.ctl_port, &unit_ms);
   std::vector<HostSpec> spec;
   for (auto& h : hs) spec.push_back({h.slots, h.speed});
+  if (change) {
+    o.change = parse_change(change, int(hs.size()));
+    o.change.at_job = o.njobs / 2;
+  }
   std::vector<int> jobs = make_jobs(o.njobs, o.seed, o.order);
-  double ideal = ideal_makespan(spec, jobs, o.k, unit_ms / 1000.0);
-  Batch b(o, jobs);
-  double makespan = b.run();
-  usleep(50000);  // let the hosts notice the last closes before reading the counters
-  if (!stats(o.ctl_port, &unit_ms, hs)) die("bad STATS reply");
-  report(o, makespan, ideal, hs, b);
+  double unit_s = unit_ms / 1000.0;
+  if (o.ideal_only) {
+    print_reference(o, spec, jobs, unit_s);
+    return 0;
+  }
+
+  Row row;
+  std::vector<double> truth;
+  for (auto& h : spec) truth.push_back(h.speed);
+  std::vector<Sample> cold_samples, samples;
+  std::vector<std::string> notes;
+  if (o.warm) {
+    double cold = run_batch(o, jobs, Change{}, cold_samples, row);
+    notes.push_back(fmt("cold %.3f x ideal", cold / ideal_makespan(spec, jobs, o.k, unit_s)));
+  }
+  row.ideal = ideal_makespan(spec, jobs, o.k, unit_s, o.change);
+  row.bound = o.change.host >= 0 ? 0 : lower_bound(spec, jobs, o.k, unit_s);
+  row.makespan = run_batch(o, jobs, o.change, samples, row);
+  if (!o.sock.empty()) {
+    // The warm batch's samples continue the warm-up only when nothing changed in it.
+    std::vector<Sample> more = o.change.host < 0 ? samples : std::vector<Sample>{};
+    if (o.warm) notes.push_back(warmup_note(cold_samples, more, o.njobs, row.hs, truth));
+    if (o.change.host >= 0) notes.push_back(change_note(samples, o.change, row.hs, truth));
+  }
+  for (auto& n : notes) row.notes += (row.notes.empty() ? "" : "; ") + n;
+  print_row(o, row);
   return 0;
 }
 
 int cmd_ideal(int argc, char** argv) {
   std::string spec = "4x3,2x2,2x1", order = "desc";
+  const char* change = nullptr;
   double unit_ms = 30, jitter_ms = 0;
   int k = 16, njobs = 200, reps = 20;
   uint64_t seed = 7;
   int ch;
-  while ((ch = getopt(argc, argv, "j:o:r:H:u:k:n:s:")) != -1) {
+  while ((ch = getopt(argc, argv, "C:j:o:r:H:u:k:n:s:")) != -1) {
     switch (ch) {
+      case 'C': change = optarg; break;
       case 'j': jitter_ms = parse_sec(optarg, "-j"); break;
       case 'o': order = optarg; break;
       case 'r': reps = parse_int(optarg, "-r", 0, 1000000); break;
@@ -675,14 +1202,24 @@ int cmd_ideal(int argc, char** argv) {
   if (optind != argc) usage();
   auto jobs = make_jobs(njobs, seed, order);
   auto hosts = parse_hosts(spec);
+  Change c;
+  if (change) {
+    c = parse_change(change, int(hosts.size()));
+    c.at_job = njobs / 2;
+  }
   long total = 0;
   for (int w : jobs) total += w;
-  std::printf("jobs %d total work %ld units, ideal makespan %.3fs\n", njobs, total,
-              ideal_makespan(hosts, jobs, k, unit_ms / 1000.0));
+  double ideal = ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c);
+  std::printf("jobs %d total work %ld units, ideal makespan %.3fs", njobs, total, ideal);
+  if (c.host < 0) {
+    double bound = lower_bound(hosts, jobs, k, unit_ms / 1000.0);
+    std::printf(", lower bound %.3fs (ideal %.3f x bound)", bound, ideal / bound);
+  }
+  std::printf("\n");
   if (jitter_ms <= 0 || reps <= 0) return 0;
   std::vector<double> m;
   for (int r = 0; r < reps; r++)
-    m.push_back(ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, jitter_ms / 1000.0, uint64_t(r + 1)));
+    m.push_back(ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c, jitter_ms / 1000.0, uint64_t(r + 1)));
   std::sort(m.begin(), m.end());
   std::printf("with 0..%.2f ms jitter per job, %d runs: min %.3fs median %.3fs max %.3fs\n", jitter_ms, reps,
               m.front(), m[m.size() / 2], m.back());
