@@ -42,10 +42,10 @@
 #                           host's speed from the jobs it serves)
 #   balance -L inverted     inverted: -L, weights inverted (the slowest host
 #                           the highest weight)
-#   balance -j100           sized: true weights, -j SIZED_MS (size-aware:
+#   balance -j0.1           sized: true weights, -j SIZED_MS (size-aware:
 #                           waits for the request's bytes, keeps a big job
 #                           off a slow slot)
-#   balance -L -j100 w=1    learnsized: every weight 1, -L -j SIZED_MS
+#   balance -L -j0.1 w=1    learnsized: every weight 1, -L -j SIZED_MS
 #   haproxy leastconn       'balance leastconn', maxconn = slots, weight =
 #                           speed, a long queue (in sections 2 and 3: the
 #                           row "haproxy")
@@ -113,8 +113,8 @@
 # farm's balance lives on between builds):
 #   balance, weights 3:2:1  pinned: true weights pinned
 #   balance -L w=1          learn: -L, every weight 1 (learns the speeds)
-#   balance -j100           sized: -j SIZED_MS, true weights
-#   balance -L -j100 w=1    learnsized: -L -j SIZED_MS, every weight 1
+#   balance -j0.1           sized: -j SIZED_MS, true weights
+#   balance -L -j0.1 w=1    learnsized: -L -j SIZED_MS, every weight 1
 #   distcc direct           direct: no balance, DISTCC_HOSTS lists the
 #                           three hosts with their slots (distcc's own
 #                           choice: the first host with a free slot)
@@ -152,6 +152,8 @@ ORDER=${ORDER:-desc}
 SIZED_ORDER=${SIZED_ORDER:-random}
 BYTES_PER_UNIT=${BYTES_PER_UNIT:-8192}
 SIZED_MS=${SIZED_MS:-100}
+# balance's -j takes seconds.
+SIZED_SEC=$(awk -v ms="$SIZED_MS" 'BEGIN { printf "%g", ms / 1000 }')
 POLL_MS=${POLL_MS:-100}
 TARGETS=${TARGETS:-balance haproxy pen}
 BALANCE_ROWS=${BALANCE_ROWS-pinned learn inverted sized learnsized}
@@ -322,8 +324,8 @@ balance_row() {
         pinned) label=balance; weights=true ;;
         learn) label="balance -L w=1"; weights=one; opts=(-L) ;;
         inverted) label="balance -L inverted"; weights=inverted; opts=(-L) ;;
-        sized) label="balance -j$SIZED_MS"; weights=true; opts=(-j "$SIZED_MS") ;;
-        learnsized) label="balance -L -j$SIZED_MS w=1"; weights=one; opts=(-L -j "$SIZED_MS") ;;
+        sized) label="balance -j$SIZED_SEC"; weights=true; opts=(-j "$SIZED_SEC") ;;
+        learnsized) label="balance -L -j$SIZED_SEC w=1"; weights=one; opts=(-L -j "$SIZED_SEC") ;;
         *) echo "farm.sh: unknown balance row '$mode' (pinned learn inverted sized learnsized)" >&2; return ;;
     esac
     if [ ! -x "$BALANCE" ]; then
@@ -555,8 +557,8 @@ start_modes() {
         case $mode in
             pinned) build_label[$mode]="balance, weights 3:2:1" ;;
             learn) build_label[$mode]="balance -L w=1"; opts=(-L); w=(1 1 1) ;;
-            sized) build_label[$mode]="balance -j$SIZED_MS"; opts=(-j "$SIZED_MS") ;;
-            learnsized) build_label[$mode]="balance -L -j$SIZED_MS w=1"; opts=(-L -j "$SIZED_MS"); w=(1 1 1) ;;
+            sized) build_label[$mode]="balance -j$SIZED_SEC"; opts=(-j "$SIZED_SEC") ;;
+            learnsized) build_label[$mode]="balance -L -j$SIZED_SEC w=1"; opts=(-L -j "$SIZED_SEC"); w=(1 1 1) ;;
             direct) build_label[$mode]="distcc direct, no balance" ;;
             *) echo "farm.sh: unknown build mode '$mode' (pinned learn sized learnsized direct)" >&2; exit 2 ;;
         esac
