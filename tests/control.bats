@@ -208,14 +208,15 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
 
 # ---------------------------------------------------------------- show
 
-@test "show has balance 3.x's columns in 3.x's order, then weight, fail, avgtime and host" {
+@test "show has balance 3.x's columns in 3.x's order, then weight, fail, avgtime, speed and host" {
   start_server echo echo
   up -- "localhost:$(port_of echo):3:2"
   run -0 ctl show
-  [[ ${lines[0]} =~ ^GRP\ +Type\ +#\ +S\ +ip-address\ +port\ +c\ +totalc\ +maxc\ +sent\ +rcvd\ +weight\ +fail\ +avgtime\ host$ ]]
-  read -r grp type num st addr port c totalc maxc sent rcvd weight fail avg host <<<"${lines[1]}"
+  [[ ${lines[0]} =~ ^GRP\ +Type\ +#\ +S\ +ip-address\ +port\ +c\ +totalc\ +maxc\ +sent\ +rcvd\ +weight\ +fail\ +avgtime\ +speed\ learn\ jobs\ host$ ]]
+  read -r grp type num st addr port c totalc maxc sent rcvd weight fail avg speed learn jobs host <<<"${lines[1]}"
   [ "$grp $type $num $st $addr $port" = "0 RR 0 ENA 127.0.0.1 $(port_of echo)" ]
   [ "$c $totalc $maxc $sent $rcvd $weight $fail $avg $host" = "0 0 3 0 0 2 0 0.000 localhost" ]
+  [ "$speed $learn $jobs" = "2.000 pin 0" ]
   [ "${lines[2]}" = "queue: 0 waiting, high-water 0, limit 1024, wait limit 60.000 s; 0 dropped, 0 refused" ]
   [ "${#lines[@]}" -eq 4 ]
 }
@@ -255,10 +256,10 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   start_server echo echo
   up -- "127.0.0.1:$(port_of echo)" ! "127.0.0.1:$(port_of echo):2:5"
   run -0 ctl "show csv"
-  [ "${lines[0]}" = "group,type,channel,state,address,port,c,totalc,maxc,sent,rcvd,weight,failures,mean_time_s,since_change_s,host" ]
+  [ "${lines[0]}" = "group,type,channel,state,address,port,c,totalc,maxc,sent,rcvd,weight,failures,mean_time_s,speed,learned,speed_jobs,since_change_s,host" ]
   [ "${#lines[@]}" -eq 3 ]
-  [[ ${lines[1]} == "0,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,0,0,0,1,0,0.000,"*",127.0.0.1" ]]
-  [[ ${lines[2]} == "1,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,2,0,0,5,0,0.000,"*",127.0.0.1" ]]
+  [[ ${lines[1]} == "0,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,0,0,0,1,0,0.000,1.000,false,0,"*",127.0.0.1" ]]
+  [[ ${lines[2]} == "1,rr,0,ENA,127.0.0.1,$(port_of echo),0,0,2,0,0,5,0,0.000,5.000,false,0,"*",127.0.0.1" ]]
 }
 
 @test "show queue lists the waiting clients, oldest first" {
@@ -379,7 +380,7 @@ user_ctl() { "${AS_USER[@]}" env TMPDIR="$U" "$BALANCE" "$@"; }
   [ "$output" = "weight of channel 0 set to 7" ]
   field_is weight 7
   run -1 --separate-stderr ctl "weight 0 0"
-  [ "$stderr" = 'error: weight "0" must be an integer from 1 to 1000000' ]
+  [ "$stderr" = 'error: weight "0" must be an integer from 1 to 1000000 or auto' ]
   field_is weight 7
 }
 
