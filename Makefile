@@ -15,12 +15,12 @@ PORTABLE = 0
 BALANCE_CPPFLAGS = -std=c++17 -DBALANCE_VERSION=\"$(VERSION)\" \
 	-DBALANCE_POLLER_$(POLLER) -DBALANCE_PORTABLE_$(PORTABLE)
 
-OBJS = address.o balance.o classes.o client.o control.o editor.o log.o net.o options.o \
-	poller.o pool.o relay.o server.o speed.o stats.o
-HEADERS = address.hpp balance.hpp classes.hpp control.hpp editor.hpp net.hpp options.hpp \
-	poller.hpp pool.hpp relay.hpp server.hpp speed.hpp stats.hpp
-SOURCES = address.cpp balance.cpp classes.cpp client.cpp control.cpp editor.cpp log.cpp \
-	net.cpp options.cpp poller.cpp pool.cpp relay.cpp server.cpp speed.cpp stats.cpp
+OBJS = address.o balance.o classes.o client.o control.o editor.o handover.o log.o net.o \
+	options.o poller.o pool.o relay.o server.o speed.o stats.o
+HEADERS = address.hpp balance.hpp classes.hpp control.hpp editor.hpp handover.hpp net.hpp \
+	options.hpp poller.hpp pool.hpp relay.hpp server.hpp speed.hpp stats.hpp
+SOURCES = address.cpp balance.cpp classes.cpp client.cpp control.cpp editor.cpp handover.cpp \
+	log.cpp net.cpp options.cpp poller.cpp pool.cpp relay.cpp server.cpp speed.cpp stats.cpp
 DISTFILES = Makefile README.md LICENSE balance.1 $(SOURCES) $(HEADERS) .ci/run \
 	tests/CMakeLists.txt tests/test.h tests/testnet.hpp tests/*_test.cpp tests/*.bats \
 	tests/test_helper.bash tests/helper.hpp tests/helper*.cpp tests/ctltool.cpp \

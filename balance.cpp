@@ -4,17 +4,23 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstddef>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
 #include "balance.hpp"
 #include "control.hpp"
+#include "handover.hpp"
 #include "relay.hpp"
 #include "stats.hpp"
 
@@ -35,10 +41,12 @@ void on_signal(int number) {
 
 // What each signal means (balance.1, SIGNALS): TERM, INT and QUIT stop;
 // HUP never does (logrotate's postrotate sends it; there is nothing to
-// reopen, as the log is stderr or syslog); USR1 logs a status line.
+// reopen, as the log is stderr or syslog); USR1 logs a status line; USR2
+// starts the binary on disk to take over (restart and upgrade).
 class SignalWatcher final : public Watcher {
  public:
-  SignalWatcher(State& state, Proxy& proxy) : state_(state), proxy_(proxy) {}
+  SignalWatcher(State& state, Proxy& proxy, Handover& handover)
+      : state_(state), proxy_(proxy), handover_(handover) {}
   void on_ready(int fd, unsigned) override {
     char bytes[16];
     ssize_t n;
@@ -56,7 +64,7 @@ class SignalWatcher final : public Watcher {
         log_status();
         break;
       case SIGUSR2:
-        state_.log.info("SIGUSR2: ignored");
+        handover_.upgrade();
         break;
       default:  // SIGTERM, SIGINT, SIGQUIT
         state_.stopping = true;
@@ -73,6 +81,7 @@ class SignalWatcher final : public Watcher {
 
   State& state_;
   Proxy& proxy_;
+  Handover& handover_;
 };
 
 bool install_signals(std::string* err) {
@@ -115,6 +124,66 @@ void raise_fd_limit() {
 #endif
   limit.rlim_cur = wanted;
   setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+// The binary on disk this process was started from, for SIGUSR2: the path
+// is kept, not the file, so an upgrade put in its place is what starts.
+std::string binary_path(const char* argv0) {
+  char resolved[PATH_MAX];
+#if defined(__linux__)
+  ssize_t n = readlink("/proc/self/exe", resolved, sizeof resolved - 1);
+  if (n > 0) {
+    resolved[n] = '\0';
+    return resolved;
+  }
+#endif
+  std::string name = argv0 ? argv0 : "";
+  if (name.find('/') != std::string::npos) return realpath(name.c_str(), resolved) ? resolved : name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
+// -x carries on on the listener it is handed: the command line must name
+// the same port (and the same address when it names one).
+bool same_listener(const State& state, int listener, std::string* err) {
+  Address offered;
+  offered.length = sizeof offered.storage;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&offered.storage), &offered.length);
+  const Address& wanted = state.listen_address;
+  bool same = offered.port() == wanted.port() &&
+              (state.options.bind_address.empty() || offered.text() == wanted.text());
+  if (!same)
+    *err = "-x: the running balance listens on " + offered.text() + ", this command line on " +
+           wanted.text() + "; a restart keeps the address (stop the old one to change it)";
+  return same;
+}
+
+// systemd's readiness protocol (sd_notify) without libsystemd: under a
+// Type=notify unit, READY=1 once serving, MAINPID= from a process that
+// took over (so the unit follows it across SIGUSR2), STOPPING=1 at a stop.
+void notify_service(const std::string& message) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || (path[0] != '/' && path[0] != '@')) return;
+  sockaddr_un address{};
+  size_t length = std::strlen(path);
+  if (length >= sizeof address.sun_path) return;
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path, length);
+  if (path[0] == '@') address.sun_path[0] = '\0';  // an abstract socket
+  Fd fd(socket(AF_UNIX, SOCK_DGRAM, 0));
+  if (!fd) return;
+  ssize_t ignored = sendto(fd.get(), message.data(), message.size(), 0,
+                           reinterpret_cast<const sockaddr*>(&address),
+                           socklen_t(offsetof(sockaddr_un, sun_path) + length));
+  (void)ignored;
 }
 
 int fail(const std::string& message) {
@@ -214,7 +283,20 @@ int run_proxy(State& state) {
   // Names are looked up once, now: a name that does not resolve is not a
   // usage error (no pointer to -h), just reported with the resolver's why.
   if (!resolve_listen_addresses(state, &err)) return fail(err);
-  if (!build_pool(state, &err)) return fail(err);
+  // -x: the running balance's offer first; with the same arguments its
+  // channels and rules, run-time changes included, replace the command
+  // line's. A failure here leaves it as it was.
+  Offer offer;
+  Fd link;
+  bool restored = false;
+  if (state.options.take_over &&
+      (!receive_offer(state.options, &offer, &link, &err) ||
+       !restore_offer(state, offer, &restored, &err)))
+    return fail(err);
+  if (state.options.take_over && !same_listener(state, offer.proxy_listener.get(), &err))
+    return fail(err);
+  if (!restored && !build_pool(state, &err)) return fail(err);
+  if (state.options.take_over) adopt_slots(state, offer);
 
   if (!state.options.source_address.empty() &&
       !resolve_address(state.options.source_address, "1", AF_UNSPEC, true,
@@ -228,33 +310,50 @@ int run_proxy(State& state) {
   if (!install_signals(&err)) return fail(err);
 
   // The control socket first: a second balance for the same port finds
-  // the first one there and says "already running".
+  // the first one there and says "already running" (one taking over puts
+  // its socket in the old one's place).
   ControlServer control(state);
-  if (!control.listen(&err)) return fail(err);
+  if (!control.listen(&err, state.options.take_over)) return fail(err);
   Proxy proxy(state);
-  if (!proxy.listen(&err)) return fail(err);
   StatsServer stats(state);
-  if (!state.options.stats_port.empty() && !stats.listen(&err)) return fail(err);
+  if (state.options.take_over) {
+    proxy.adopt_listener(std::move(offer.proxy_listener));
+    if (!state.options.stats_port.empty() && offer.stats_listener)
+      stats.adopt(std::move(offer.stats_listener));
+    else if (!state.options.stats_port.empty() && !stats.listen(&err))
+      return fail(err);
+    for (HandedWaiter& waiter : offer.waiters) proxy.adopt_waiter(waiter);
+  } else {
+    if (!proxy.listen(&err)) return fail(err);
+    if (!state.options.stats_port.empty() && !stats.listen(&err)) return fail(err);
+  }
+  Handover handover(state, proxy, stats, control);
+  state.handover = &handover;
+  if (state.options.take_over && !handover.taken(std::move(link), offer.pid, &err)) return fail(err);
   // -p writes to stdout, so it keeps balance in the foreground.
   if (!state.options.foreground && !state.options.packet_dump && !detach(state, &err))
     return fail(err);
 
-  SignalWatcher signals(state, proxy);
+  SignalWatcher signals(state, proxy, handover);
   state.poller->watch(g_signal_pipe[0], kReadable, &signals);
   std::string stats_text =
       state.options.stats_port.empty() ? "" : ", statistics on " + state.stats_address.text();
   state.log.info("%s started on %s (%s), control socket %s%s", BALANCE_VERSION,
                  state.listen_text.c_str(), state.poller->name(), state.socket_path.c_str(),
                  stats_text.c_str());
+  if (state.options.take_over)
+    state.log.info("took over from pid %ld: %zu waiting clients, %llu connections it still relays%s",
+                   offer.pid, offer.waiters.size(), (unsigned long long)state.pool.adopted_total(),
+                   restored ? ", its channels and changes" : "; the channels of this command line");
+  notify_service("READY=1\nMAINPID=" + std::to_string(long(getpid())) + "\nSTATUS=serving on " +
+                 state.listen_text);
 
   std::vector<ReadyEvent> ready;
   while (!state.stopping) {
-    int64_t deadline = proxy.next_deadline_ms();
-    int64_t control_deadline = control.next_deadline_ms();
-    if (control_deadline >= 0 && (deadline < 0 || control_deadline < deadline))
-      deadline = control_deadline;
-    int64_t stats_deadline = stats.next_deadline_ms();
-    if (stats_deadline >= 0 && (deadline < 0 || stats_deadline < deadline)) deadline = stats_deadline;
+    int64_t deadline = -1;
+    for (int64_t next : {proxy.next_deadline_ms(), control.next_deadline_ms(),
+                         stats.next_deadline_ms(), handover.next_deadline_ms()})
+      if (next >= 0 && (deadline < 0 || next < deadline)) deadline = next;
     int timeout = -1;
     if (deadline >= 0) {
       int64_t wait = deadline - state.now_ms;
@@ -269,11 +368,15 @@ int run_proxy(State& state) {
     control.tick();
     stats.tick();
     proxy.tick();
+    handover.tick();
   }
   state.log.info("stopping");
+  // A process that handed over is no longer the service: it says nothing.
+  if (!handover.gave_away()) notify_service("STOPPING=1");
   proxy.close_all();
   stats.close();
   control.close();
+  state.handover = nullptr;
   return 0;
 }
 
@@ -282,6 +385,8 @@ int run_proxy(State& state) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   State state;
+  state.args = args;
+  state.binary = binary_path(argv[0]);
   std::string err;
   if (!parse_options(args, &state.options, &err)) return usage_error(err);
   switch (state.options.mode) {

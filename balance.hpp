@@ -8,6 +8,7 @@
 #include <ctime>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "options.hpp"
 #include "pool.hpp"
@@ -37,6 +38,8 @@ struct FdShortage {
   int64_t last_ms = 0;
 };
 
+class Handover;
+
 struct State {
   Options options;
   Pool pool;               // configured from options.pool at start-up
@@ -52,6 +55,11 @@ struct State {
   Address stats_address;   // -s, resolved once
   std::string socket_path; // the control socket
   bool stopping = false;
+  // Restart and upgrade: the arguments balance was started with, the
+  // path of its binary (what SIGUSR2 starts), and the hand-over.
+  std::vector<std::string> args;
+  std::string binary;
+  Handover* handover = nullptr;
 };
 
 // Milliseconds on the monotonic clock.

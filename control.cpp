@@ -9,19 +9,20 @@
 // text, gets an error reply; only balance's own uid and root may connect.
 #include "control.hpp"
 
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <vector>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
+
+#include "handover.hpp"
 
 namespace {
 
@@ -271,15 +272,23 @@ Reply run_rule(const Command& command, ControlContext& context) {
   return text("rule " + rule + (command.remove ? " removed" : " added"));
 }
 
+Reply run_handover(const Command&, ControlContext& context) {
+  // The session gives its connection to the hand-over (handover.cpp),
+  // which speaks its own protocol on it from here.
+  context.handover = true;
+  Reply reply;
+  return reply;
+}
+
 const std::vector<Keyword>& keywords() {
   // balance 3.x's commands first, in the order 3.x tries them, so that
   // its one-letter prefixes mean what they meant (d = disable, h = help,
   // r = reset, m = maxc); then the newer ones.
   static const std::vector<Keyword> table = {
       {"quit", Verb::Quit, {}, {}, "quit", "end this control session", true, run_quit, false},
-      {"show", Verb::Show, {}, {Arg::Form}, "show [brief|csv|json|queue|rules]",
+      {"show", Verb::Show, {}, {Arg::Form}, "show [brief|csv|json|queue|rules|config]",
        "channels and counters; brief fits 80 columns; csv and json for programs; "
-       "queue lists waiting clients; rules the client rules",
+       "queue lists waiting clients; rules the client rules; config the command line",
        true, run_show, false},
       {"help", Verb::Help, {}, {}, "help", "show this list (also ?)", true, run_help, false},
       {"kill", Verb::Kill, {}, {}, "kill", "stop this balance process", true, run_kill},
@@ -313,6 +322,9 @@ const std::vector<Keyword>& keywords() {
        "remove channel C at once; its connections finish", false, run_delete},
       {"rule", Verb::Rule, {Arg::Rule, Arg::Rule}, {Arg::Rule}, "rule [remove] allow|deny|priority NET",
        "add (or remove) a client rule; show rules lists them", false, run_rule},
+      {"handover", Verb::Handover, {}, {}, "handover",
+       "give the listeners and waiting clients to a new balance (balance -x sends it; whole word only)", false,
+       run_handover},
   };
   return table;
 }
@@ -366,13 +378,13 @@ bool parse_arg(Arg arg, const std::string& word, Command* command, std::string* 
     case Arg::Form: {
       static const std::pair<const char*, ShowForm> forms[] = {
           {"brief", ShowForm::Brief}, {"csv", ShowForm::Csv}, {"json", ShowForm::Json},
-          {"queue", ShowForm::Queue}, {"rules", ShowForm::Rules}};
+          {"queue", ShowForm::Queue}, {"rules", ShowForm::Rules}, {"config", ShowForm::Config}};
       for (auto& [name, form] : forms)
         if (word == name) {
           command->form = form;
           return true;
         }
-      *why = "show takes brief, csv, json, queue or rules, not \"" + word + "\"";
+      *why = "show takes brief, csv, json, queue, rules or config, not \"" + word + "\"";
       return false;
     }
     case Arg::Rule:
@@ -436,9 +448,12 @@ const Keyword* find_keyword(const std::string& word, std::string* err) {
     if (word == keyword.name) return &keyword;
   for (const Keyword& keyword : keywords())
     if (keyword.balance3 && begins(keyword.name, word)) return &keyword;
+  // handover only by its whole name: it turns the session over to the
+  // hand-over protocol and holds accepting until the taker answers.
   std::vector<const Keyword*> matches;
   for (const Keyword& keyword : keywords())
-    if (!keyword.balance3 && begins(keyword.name, word)) matches.push_back(&keyword);
+    if (!keyword.balance3 && keyword.verb != Verb::Handover && begins(keyword.name, word))
+      matches.push_back(&keyword);
   if (matches.size() == 1) return matches[0];
   if (matches.empty()) {
     *err = "unknown command \"" + word.substr(0, 64) + "\"; type help for the list";
@@ -731,6 +746,18 @@ class ControlSession final : public Session {
     }
     if (empty) return;
     Reply reply = execute(command, context_);
+    if (context_.handover) {
+      std::string why;
+      State& state = server_.state();
+      if (!state.handover) {
+        context_.handover = false;
+        reply_text("error: this balance cannot hand over\n\n");
+        return;
+      }
+      end();
+      state.handover->offer(take_socket(), &why);
+      return;
+    }
     if (reply.stream) {
       reply_text(reply.text);
       reply_stream(std::move(reply.stream), "\n\n");
@@ -772,7 +799,7 @@ ControlServer::ControlServer(State& state)
 
 ControlServer::~ControlServer() { close(); }
 
-bool ControlServer::listen(std::string* err) {
+bool ControlServer::listen(std::string* err, bool take_over) {
   // path_ is set only once the socket is ours: close() removes it.
   std::string path, directory;
   if (!control_socket_path(state_.options, &path, &directory, err)) return false;
@@ -790,10 +817,14 @@ bool ControlServer::listen(std::string* err) {
     }
   }
   if (!directory.empty() && !private_directory(directory, monitor_gid_, err)) return false;
+  // Taking over, the socket is made beside the old one's and renamed over
+  // it once it listens.
+  std::string bind_path = take_over ? path + ".new" : path;
+  if (take_over) unlink(bind_path.c_str());
   sockaddr_un address;
-  if (!fill_unix_address(path, &address, err)) return false;
+  if (!fill_unix_address(bind_path, &address, err)) return false;
   struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
+  if (!take_over && lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       *err = path + ": exists and is not a socket; refusing to replace it";
       return false;
@@ -815,26 +846,36 @@ bool ControlServer::listen(std::string* err) {
   int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
   umask(old_mask);
   if (rc != 0) {
-    *err = path + ": " + sys_error("bind");
+    *err = bind_path + ": " + sys_error("bind");
     return false;
   }
-  path_ = path;
   // 0600, or 0660 for the -G group, which the session then holds to
   // read-only commands.
-  if (monitor_gid_ != gid_t(-1) && chown(path.c_str(), uid_t(-1), monitor_gid_) == 0)
-    chmod(path.c_str(), 0660);
+  if (monitor_gid_ != gid_t(-1) && chown(bind_path.c_str(), uid_t(-1), monitor_gid_) == 0)
+    chmod(bind_path.c_str(), 0660);
   else
-    chmod(path.c_str(), 0600);
+    chmod(bind_path.c_str(), 0600);
   // A burst of clients that connect without blocking must not find the
   // backlog full.
   if (::listen(fd.get(), SOMAXCONN) != 0) {
-    *err = path + ": " + sys_error("listen");
-    unlink(path.c_str());
+    *err = bind_path + ": " + sys_error("listen");
+    unlink(bind_path.c_str());
     return false;
   }
+  if (take_over && rename(bind_path.c_str(), path.c_str()) != 0) {
+    *err = path + ": " + sys_error("rename");
+    unlink(bind_path.c_str());
+    return false;
+  }
+  path_ = path;
   state_.socket_path = path;
   sessions_.start(std::move(fd));
   return true;
+}
+
+void ControlServer::give_away() {
+  path_.clear();  // the path is the new process's now: not removed
+  sessions_.close_all();
 }
 
 void ControlServer::close() {

@@ -19,7 +19,7 @@
 
 enum class Verb {
   Quit, Show, Help, Kill, Disable, Group, Reset, Enable, Create, Assign, Maxc, MrtgBytes,
-  MrtgConns, Version, Hash, RoundRobin, Weight, Delete, Rule,
+  MrtgConns, Version, Hash, RoundRobin, Weight, Delete, Rule, Handover,
 };
 
 // One parsed command line; numbers are parsed and range-checked once.
@@ -60,6 +60,7 @@ struct ControlContext {
   State& state;
   size_t group = 0;   // the current group
   bool quit = false;  // `quit` was run
+  bool handover = false;  // `handover` was run: the session's connection goes to it
   uid_t peer_uid = 0;  // for the log
   bool read_only = false;  // a -G member: commands that change balance are refused
 };
@@ -107,8 +108,13 @@ class ControlServer {
   explicit ControlServer(State& state);
   ~ControlServer();
   // Creates the directory and socket; fails with "already running" if a
-  // live instance owns the socket.
-  bool listen(std::string* err);
+  // live instance owns the socket. Taking over (-x), the socket replaces
+  // the old one's at the same path at once (a rename), so that the path
+  // answers throughout.
+  bool listen(std::string* err, bool take_over = false);
+  // After a hand-over: stops listening, leaving the path to the new
+  // process.
+  void give_away();
   void tick() { sessions_.tick(); }
   int64_t next_deadline_ms() const { return sessions_.next_deadline_ms(); }
   void close();

@@ -7,7 +7,7 @@
 #include <cstring>
 
 const char* const kUsage =
-    "usage: balance [-46adefFHLMp] [-A net] [-b addr] [-B addr] [-D net] [-G group]\n"
+    "usage: balance [-46adefFHLMpx] [-A net] [-b addr] [-B addr] [-D net] [-G group]\n"
     "               [-j sec] [-k t,i,n] [-K t,i,n] [-O sec] [-P net] [-q len] [-r sec] [-R n]\n"
     "               [-s [addr:]port] [-S path] [-t sec] [-T sec] [-w sec]\n"
     "               port channel ... [! | % channel ...] ...\n"
@@ -51,7 +51,9 @@ const char* const kOptionHelp =
     "  -t sec      connect timeout (default 5); with -c and -i, the longest wait for an answer\n"
     "  -T sec      close a relayed connection idle that long (default 0 = never)\n"
     "  -V          print the version and exit\n"
-    "  -w sec      the longest a client waits for a slot (default 60; 0 = forever)\n";
+    "  -w sec      the longest a client waits for a slot (default 60; 0 = forever)\n"
+    "  -x          take over the balance running on this port: its listeners, waiting clients\n"
+    "              and state; it relays its connections to their end, then exits\n";
 
 bool parse_unsigned(const std::string& text, uint64_t lo, uint64_t hi, uint64_t* value) {
   if (text.empty() || text.size() > 19) return false;
@@ -293,6 +295,7 @@ bool parse_options(const std::vector<std::string>& args, Options* options, std::
         case 'F': options->foreground = true; break;  // 3.42 lists both
         case 'e': options->keep_half_closed = true; break;
         case 'L': options->pool.learn_all = true; break;
+        case 'x': options->take_over = true; break;
         case 'H': options->pool.hash_failover = true; break;
         case 'M': break;  // balance's memory-mapped IPC; nothing is shared here
         case 'p': options->packet_dump = true; break;

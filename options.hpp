@@ -54,6 +54,7 @@ struct Options {
   std::string socket_path;            // -S, empty = derived
   std::string monitor_group;          // -G: read-only control access
   bool timeout_given = false;         // -t was given (the client's default differs)
+  bool take_over = false;             // -x: take over the balance running on this port
   std::string stats_address;          // -s addr part (default 127.0.0.1)
   std::string stats_port;             // -s port part, empty = no listener
   std::string command;                // -c

@@ -145,6 +145,7 @@ class EpollPoller final : public Poller {
     if (n < 0) return errno == EINTR;
     for (int i = 0; i < n; ++i) {
       const epoll_event& e = events_[size_t(i)];
+      if (slots_[size_t(e.data.fd)].interest == 0) continue;  // forgotten in this pass
       unsigned events = 0;
       if (e.events & EPOLLIN) events |= kReadable;
       if (e.events & EPOLLOUT) events |= kWritable;

@@ -48,6 +48,13 @@ class Poller {
   // closed fd by itself, so this costs it nothing; kqueue deletes the fd's
   // filters before the close, as libkqueue keeps them past close().)
   virtual void forget(int fd) = 0;
+  // The same for an fd whose file stays open in another process (a
+  // hand-over): closing this copy would not end epoll's registration, so
+  // it is deleted first.
+  void forget_shared(int fd) {
+    watch(fd, 0, nullptr);
+    forget(fd);
+  }
   // Waits up to timeout_ms (-1 = forever) and fills *ready. Returns false
   // only on an unexpected error (EINTR is not one).
   virtual bool wait(int timeout_ms, std::vector<ReadyEvent>* ready) = 0;

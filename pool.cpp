@@ -124,6 +124,45 @@ Channel& Pool::add_channel(size_t index, const ChannelConfig& config, AdminState
   return added;
 }
 
+Channel& Pool::restore_channel(size_t index, unsigned number, const ChannelConfig& config,
+                              AdminState admin, Health health, const ChannelCounters& counters,
+                              bool learned, int64_t now_ms) {
+  Group& group = *groups_.at(index);
+  group.next_number_ = std::max(group.next_number_, number);
+  Channel& channel = add_channel(index, config, admin, now_ms);
+  channel.health_ = health;
+  channel.counters_ = counters;
+  if (health == Health::Down) channel.next_probe_ms_ = now_ms;  // look again soon
+  if (learned && !channel.estimate_) channel.estimate_ = std::make_unique<SpeedEstimate>();
+  if (!learned) channel.estimate_.reset();
+  update_speed(channel);
+  refresh(channel);
+  return channel;
+}
+
+void Pool::reserve_numbers(size_t index, unsigned next_number) {
+  Group& group = *groups_.at(index);
+  group.next_number_ = std::max(group.next_number_, next_number);
+}
+
+void Pool::adopt(Channel& channel, unsigned slots) {
+  channel.c_ += slots;
+  channel.adopted_ += slots;
+  adopted_total_ += slots;
+  refresh(channel);
+}
+
+void Pool::release_adopted(Channel& channel, int64_t relayed_ms, const ChannelCounters& since) {
+  if (channel.adopted_ == 0) return;
+  --channel.adopted_;
+  --adopted_total_;
+  channel.counters_.connections += since.connections;
+  channel.counters_.failures += since.failures;
+  channel.counters_.sent += since.sent;
+  channel.counters_.received += since.received;
+  release(channel, relayed_ms);
+}
+
 void Pool::remove_channel(Channel& channel) {
   Group& group = *groups_.at(channel.group_);
   auto it = std::find_if(group.channels_.begin(), group.channels_.end(),
@@ -563,6 +602,19 @@ Admission Pool::enqueue(const Waiter& waiter, int64_t now_ms, uint64_t* ticket) 
   // waiters before it are not.
   serve_due_ = true;
   return Admission::Queued;
+}
+
+uint64_t Pool::enqueue_adopted(const Waiter& waiter, int64_t now_ms, int64_t waited_ms) {
+  uint64_t ticket = next_ticket_++;
+  int cls = waiter.priority ? 1 : 0;
+  Waiter& queued = queue_[cls].emplace_hint(queue_[cls].end(), ticket, waiter)->second;
+  queued.since_ms = now_ms - waited_ms;
+  queued.deadline_ms =
+      options_.queue_wait_ms > 0 ? queued.since_ms + options_.queue_wait_ms : INT64_MAX;
+  if (queued.deadline_ms != INT64_MAX) deadlines_.insert({queued.deadline_ms, ticket});
+  queue_high_water_ = std::max(queue_high_water_, queue_length());
+  serve_due_ = true;
+  return ticket;
 }
 
 void Pool::take_waiter(int cls, WaitQueue::iterator it) {

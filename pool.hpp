@@ -71,6 +71,8 @@ class Channel {
   Health health() const { return health_; }
   bool deleted() const { return deleted_; }
   unsigned c() const { return c_; }
+  // Of c, the connections a process this one took over still relays.
+  unsigned adopted() const { return adopted_; }
   const ChannelCounters& counters() const { return counters_; }
   int64_t changed_ms() const { return changed_ms_; }  // admin state or health
   int64_t next_probe_ms() const { return next_probe_ms_; }
@@ -103,6 +105,7 @@ class Channel {
   Health health_ = Health::Up;
   bool deleted_ = false;
   unsigned c_ = 0;
+  unsigned adopted_ = 0;
   ChannelCounters counters_;
   int64_t changed_ms_ = 0;
   int64_t next_probe_ms_ = 0;
@@ -223,6 +226,21 @@ class Pool {
   bool set_group_type(size_t group, GroupType type);
   Channel& add_channel(size_t group, const ChannelConfig& config,
                        AdminState admin = AdminState::Enabled, int64_t now_ms = 0);
+  // Restores a channel as a process handing over had it: its number,
+  // state, counters and learning (restart and upgrade).
+  Channel& restore_channel(size_t group, unsigned number, const ChannelConfig& config,
+                           AdminState admin, Health health, const ChannelCounters& counters,
+                           bool learned, int64_t now_ms);
+  // The number a group's next channel gets (never below what it was).
+  void reserve_numbers(size_t group, unsigned next_number);
+  // Slots a process this one took over still holds on the channel: they
+  // count against its maxc until that process reports them released.
+  void adopt(Channel& channel, unsigned slots);
+  // One of them ended after `relayed_ms` (-1: its connect failed); `since`
+  // is what that process counted on the channel since the hand-over.
+  void release_adopted(Channel& channel, int64_t relayed_ms = -1,
+                       const ChannelCounters& since = ChannelCounters());
+  uint64_t adopted_total() const { return adopted_total_; }
   // Removes a channel from scheduling; it is freed once c reaches 0.
   void remove_channel(Channel& channel);
   // False when the channel already was in that state. Enabling a channel
@@ -298,6 +316,10 @@ class Pool {
   // queue is (counted as dropped); NothingInService: no channel is
   // enabled and up and -O is 0 (counted as refused).
   Admission enqueue(const Waiter& waiter, int64_t now_ms, uint64_t* ticket);
+  // Queues a client that already waited `waited_ms` in a process this one
+  // took over, whatever the limits (it was admitted there); its deadline
+  // counts from when it began to wait.
+  uint64_t enqueue_adopted(const Waiter& waiter, int64_t now_ms, int64_t waited_ms);
   // A waiter gives up; returns how long it waited.
   int64_t leave_queue(uint64_t ticket, int64_t now_ms);
   // Waiters that can be served now, in service order, each with its
@@ -350,6 +372,7 @@ class Pool {
   uint64_t next_id_ = 1;
   std::set<std::pair<int64_t, uint64_t>> probe_schedule_;  // (when, id)
   size_t in_service_ = 0;
+  uint64_t adopted_total_ = 0;
   bool serve_due_ = false;
   SpeedScale scale_;
   double speed_scale_ = 0;  // the scale's per_weight() the speeds were set with

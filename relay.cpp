@@ -26,6 +26,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "handover.hpp"
+
 namespace {
 
 enum class ConnState {
@@ -171,7 +173,10 @@ void Connection::update_interest() {
   Poller& poller = *proxy.state().poller;
   if (state == ConnState::Closed) return;
   unsigned want = 0;
-  if (state == ConnState::Sizing) {
+  if ((state == ConnState::Sizing || state == ConnState::Waiting) && proxy.frozen()) {
+    // Offered to a new process (restart): not a byte is read here that
+    // the offer did not carry.
+  } else if (state == ConnState::Sizing) {
     if (!client.read_eof && client.has_room()) want = kReadable;
   } else if (state == ConnState::Waiting) {
     // A waiting client's bytes are read into its buffer (they go to the
@@ -492,6 +497,18 @@ bool Proxy::listen(std::string* err) {
   return true;
 }
 
+Connection& Proxy::add_connection(Fd fd, const Address& peer) {
+  auto connection = std::make_unique<Connection>(*this, next_id_++);
+  connection->client.fd = std::move(fd);
+  connection->peer = peer;
+  connection->key = peer.host_key();
+  connection->accepted_ms = state_.now_ms;
+  connection->index = connections_.size();
+  Connection& c = *connection;
+  connections_.push_back(std::move(connection));
+  return c;
+}
+
 void Proxy::accepted(Fd fd, const Address& peer) {
   // Access rules first: a refused client is closed before anything else
   // happens, and no back-end ever hears of it.
@@ -509,16 +526,9 @@ void Proxy::accepted(Fd fd, const Address& peer) {
 #endif
   const Keepalive& keepalive = state_.options.client_keepalive;
   if (keepalive.idle_s) set_keepalive(fd.get(), keepalive.idle_s, keepalive.interval_s, keepalive.count);
-  auto connection = std::make_unique<Connection>(*this, next_id_++);
-  connection->client.fd = std::move(fd);
-  connection->peer = peer;
-  connection->key = peer.host_key();
-  connection->priority = rules.priority(peer, &rule);
+  Connection& c = add_connection(std::move(fd), peer);
+  c.priority = rules.priority(peer, &rule);
   rules.count(rule);
-  connection->accepted_ms = state_.now_ms;
-  connection->index = connections_.size();
-  Connection& c = *connection;
-  connections_.push_back(std::move(connection));
   if (state_.options.size_wait_ms > 0) {
     // -j: the choice waits for the request's first bytes, at most -j.
     c.state = ConnState::Sizing;
@@ -545,9 +555,25 @@ bool Proxy::sized(Connection& c) {
   return complete || (!distcc && c.cost > 0);
 }
 
+void Proxy::release_slot(Channel& channel, int64_t relayed_ms, const Job& job) {
+  uint64_t id = channel.id();  // the release may free a deleted channel
+  state_.pool.release(channel, relayed_ms, job);
+  if (handed_over_) state_.handover->released(id, relayed_ms);
+}
+
 void Proxy::dispatch(Connection& c) {
   Pool& pool = state_.pool;
   if (c.state == ConnState::Sizing) c.set_timer(nullptr);
+  if (handed_over_) {
+    // A client to place anew (its connect failed) after a hand-over: the
+    // new process places it, as it alone knows which slots are free.
+    WaiterView view = waiter_view(c, c.priority, state_.now_ms - c.accepted_ms);
+    bool passed = state_.handover->pass_on(view);
+    c.end_reason = passed ? "handed over" : "hand-over link lost";
+    if (passed) state_.poller->forget_shared(c.client.fd.get());
+    c.close_sides(false);
+    return;
+  }
   // First come, first served: nobody passes a client that waits already
   // (serve_queue() decides who goes first).
   Channel* channel = pool.queue_length() == 0 ? pool.choose(c.key, c.cost, state_.now_ms) : nullptr;
@@ -579,6 +605,88 @@ void Proxy::dispatch(Connection& c) {
   c.close_sides(false);
 }
 
+void Proxy::freeze(bool on) {
+  frozen_ = on;
+  acceptor_.hold(on);
+  for (auto& c : connections_)
+    if (c->state == ConnState::Waiting || c->state == ConnState::Sizing) c->update_interest();
+}
+
+WaiterView Proxy::waiter_view(const Connection& c, bool priority, int64_t waited_ms) const {
+  const Side& client = c.client;
+  std::string bytes = client.buffered()
+                          ? std::string(client.buffer.get() + client.start, client.buffered())
+                          : std::string();
+  return WaiterView{client.fd.get(), priority, waited_ms, c.cost, bytes, client.read_eof};
+}
+
+std::vector<WaiterView> Proxy::waiters_in_order() const {
+  std::vector<WaiterView> waiters;
+  auto add = [&](const Connection& c, bool priority, int64_t waited_ms) {
+    waiters.push_back(waiter_view(c, priority, waited_ms));
+  };
+  for (bool priority : {true, false})
+    for (const auto& [ticket, waiter] : state_.pool.waiters(priority))
+      add(*static_cast<const Connection*>(waiter.owner), priority, state_.now_ms - waiter.since_ms);
+  // Clients still being sized (-j) come last, as they would have queued.
+  for (const Connection* c : sizing_) add(*c, c->priority, state_.now_ms - c->accepted_ms);
+  return waiters;
+}
+
+void Proxy::handed_over() {
+  acceptor_.close();
+  // The new process holds these clients now: close our descriptors only,
+  // no reset and no shutdown, so their connections go on there.
+  for (auto& c : connections_) {
+    if (c->state != ConnState::Waiting && c->state != ConnState::Sizing) continue;
+    if (c->ticket) state_.pool.leave_queue(c->ticket, state_.now_ms);
+    c->ticket = 0;
+    c->end_reason = "handed over";
+    state_.poller->forget_shared(c->client.fd.get());
+    c->close_sides(false);
+  }
+  frozen_ = false;
+  handed_over_ = true;
+}
+
+void Proxy::adopt_listener(Fd listener) {
+  Address address;
+  address.length = sizeof address.storage;
+  getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address.storage), &address.length);
+  state_.listen_text = address.text();
+  set_nonblocking(listener.get());
+  acceptor_.start(std::move(listener));
+  reserve_ = open_reserve();
+}
+
+void Proxy::adopt_waiter(HandedWaiter& waiter) {
+  Address peer;
+  peer.length = sizeof peer.storage;
+  getpeername(waiter.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length);
+  set_nonblocking(waiter.fd.get());
+  Connection& c = add_connection(std::move(waiter.fd), peer);
+  c.priority = waiter.priority;
+  c.cost = waiter.cost;
+  if (!waiter.bytes.empty()) {
+    c.client.buffer = buffers_.take();
+    size_t length = std::min(waiter.bytes.size(), BufferPool::kSize);
+    std::memcpy(c.client.buffer.get(), waiter.bytes.data(), length);
+    c.client.end = uint32_t(length);
+  }
+  c.client.read_eof = waiter.eof;
+  c.client.bytes_read = waiter.bytes.size();
+  Waiter entry;
+  entry.owner = &c;
+  entry.key = c.key;
+  entry.port = peer.port();
+  entry.priority = c.priority;
+  entry.cost = c.cost;
+  c.ticket = state_.pool.enqueue_adopted(entry, state_.now_ms, waiter.waited_ms);
+  c.accepted_ms = state_.now_ms - waiter.waited_ms;
+  c.state = ConnState::Waiting;
+  c.update_interest();
+}
+
 // -B applies to back-ends of its own address family, probes included, so
 // a probe sees the channel as the traffic will.
 const Address* Proxy::source_for(const Channel& channel) const {
@@ -608,7 +716,7 @@ void Proxy::connect_to(Connection& c, Channel& channel) {
       // Not the channel's fault: this client cannot be served now.
       Job none;
       none.expected_end_ms = c.expected_end_ms;
-      state_.pool.release(channel, -1, none);
+      release_slot(channel, -1, none);
       c.channel = nullptr;
       acceptor_.pause(error);
       c.end_reason = "out of file descriptors";
@@ -644,7 +752,7 @@ void Proxy::connect_failed(Connection& c, int error) {
   Job failed;
   failed.expected_end_ms = c.expected_end_ms;
   c.expected_end_ms = 0;
-  state_.pool.release(channel, -1, failed);
+  release_slot(channel, -1, failed);
   c.channel = nullptr;
   // The client does not notice: it goes to the next choice.
   dispatch(c);
@@ -690,7 +798,7 @@ void Proxy::finished(Connection& c) {
     job.ms = state_.now_ms - c.connect_ms;
     job.clean = was == ConnState::Relaying && std::strcmp(c.end_reason, "closed") == 0;
     job.expected_end_ms = c.expected_end_ms;
-    state_.pool.release(*c.channel, relayed, job);
+    release_slot(*c.channel, relayed, job);
   }
   c.channel = nullptr;
   closed_.push_back(&c);
@@ -728,7 +836,7 @@ void Proxy::expire() {
     c.close_sides(false);
   }
   // -j: the request did not tell its size in time; choose without it.
-  while (!sizing_.empty() && sizing_.front()->accepted_ms + state_.options.size_wait_ms <= now)
+  while (!frozen_ && !sizing_.empty() && sizing_.front()->accepted_ms + state_.options.size_wait_ms <= now)
     dispatch(*sizing_.front());
   int64_t connect_timeout = state_.options.connect_timeout_ms;
   while (!connecting_.empty() && connecting_.front()->connect_ms + connect_timeout <= now)
@@ -808,8 +916,10 @@ void Proxy::tick() {
   start_probes();
   state_.pool.drift(state_.now_ms);
   state_.pool.reconsider(state_.now_ms);
-  acceptor_.tick();
-  if (state_.pool.take_serve_due() && state_.pool.queue_length() > 0) serve_queue();
+  // While a hand-over is offered, a new process holds the same listener
+  // and waiting clients: nothing is accepted and nobody served here.
+  if (!frozen_) acceptor_.tick();
+  if (!frozen_ && state_.pool.take_serve_due() && state_.pool.queue_length() > 0) serve_queue();
   free_closed();
 }
 
@@ -821,7 +931,7 @@ int64_t Proxy::next_deadline_ms() const {
   consider(state_.pool.next_queue_deadline_ms());
   if (!connecting_.empty())
     consider(connecting_.front()->connect_ms + state_.options.connect_timeout_ms);
-  if (!sizing_.empty()) consider(sizing_.front()->accepted_ms + state_.options.size_wait_ms);
+  if (!frozen_ && !sizing_.empty()) consider(sizing_.front()->accepted_ms + state_.options.size_wait_ms);
   consider(state_.pool.next_reconsider_ms());
   if (!idle_.empty()) consider(idle_.front()->active_ms + state_.options.idle_timeout_ms);
   for (auto& probe : probes_)

@@ -40,6 +40,18 @@ class PipePool {
   std::vector<Pipe> free_;
 };
 
+// A waiting client as the hand-over sees it (handover.cpp).
+struct WaiterView {
+  int fd;
+  bool priority;
+  int64_t waited_ms;
+  uint64_t cost;
+  std::string bytes;  // read from it, not yet relayed
+  bool eof;
+};
+
+struct HandedWaiter;
+
 class Proxy {
  public:
   explicit Proxy(State& state);
@@ -53,8 +65,25 @@ class Proxy {
   // The earliest deadline the loop must wake up for, or -1.
   int64_t next_deadline_ms() const;
   size_t connection_count() const { return connections_.size(); }
+  // Those not yet closed (closed ones are freed at the end of the pass).
+  size_t relayed_count() const { return connections_.size() - closed_.size(); }
   // Closes every connection at once (shutdown of the process).
   void close_all();
+
+  // Restart and upgrade (handover.cpp). The old side: the listener and
+  // the waiting clients in the order they are to be served; then, once a
+  // new process has taken them, this one stops accepting and forgets them
+  // (closing only its own descriptors) and relays what is left.
+  int listener_fd() const { return acceptor_.fd(); }
+  // From the offer to its answer the old side is frozen: it accepts
+  // nothing, serves nobody and reads nothing from waiting clients.
+  void freeze(bool on);
+  bool frozen() const { return frozen_; }
+  std::vector<WaiterView> waiters_in_order() const;
+  void handed_over();
+  // The new side: the old one's listener and waiting clients.
+  void adopt_listener(Fd listener);
+  void adopt_waiter(HandedWaiter& waiter);
 
   // Used by connections and probes.
   State& state() { return state_; }
@@ -71,6 +100,11 @@ class Proxy {
 
  private:
   void accepted(Fd fd, const Address& peer);
+  Connection& add_connection(Fd fd, const Address& peer);
+  WaiterView waiter_view(const Connection& c, bool priority, int64_t waited_ms) const;
+  // Every slot goes back through here: after a hand-over the new process
+  // hears of it.
+  void release_slot(Channel& channel, int64_t relayed_ms, const Job& job);
   void connect_to(Connection& connection, Channel& channel);
   const Address* source_for(const Channel& channel) const;
   void serve_queue();
@@ -97,6 +131,8 @@ class Proxy {
   std::list<Connection*> connecting_;
   std::list<Connection*> idle_;
   std::list<Connection*> sizing_;  // -j: waiting for the request's first bytes
+  bool frozen_ = false;            // offered to a new process, no answer yet
+  bool handed_over_ = false;       // taken: what is left is relayed, then exit
   uint64_t next_id_ = 1;
   DropLog drop_full_, drop_wait_, drop_refused_, drop_denied_;
 };

@@ -76,6 +76,13 @@ void Acceptor::pause(int error) {
   state_.poller->watch(listener_.get(), 0, this);
 }
 
+void Acceptor::hold(bool on) {
+  if (on == held_ || !listener_) return;
+  held_ = on;
+  pending_ = false;
+  if (!paused_) state_.poller->watch(listener_.get(), on ? 0u : unsigned(kReadable), this);
+}
+
 void Acceptor::resume_soon() {
   if (paused_) resume_ms_ = state_.now_ms;
 }
@@ -86,7 +93,7 @@ void Acceptor::tick() {
       resume_ms_ = state_.now_ms + kPauseMs;  // still nothing to spare
     } else {
       paused_ = false;
-      state_.poller->watch(listener_.get(), kReadable, this);
+      if (!held_) state_.poller->watch(listener_.get(), kReadable, this);
     }
   }
   if (pending_) {
@@ -102,7 +109,8 @@ int64_t Acceptor::next_deadline_ms() const {
 
 void Acceptor::close() {
   if (!listener_) return;
-  state_.poller->forget(listener_.get());
+  // A listener may live on in a process that took it over.
+  state_.poller->forget_shared(listener_.get());
   listener_.reset();
   paused_ = pending_ = false;
 }
@@ -155,6 +163,16 @@ void Session::on_ready(int, unsigned events) {
 }
 
 void Session::reply_text(const std::string& text) { out_ += text; }
+
+Fd Session::take_socket() {
+  if (!fd_) return Fd();
+  state().poller->forget(fd_.get());
+  Fd taken = std::move(fd_);
+  producer_.reset();
+  out_.clear();
+  in_.clear();
+  return taken;
+}
 
 void Session::reply_stream(std::unique_ptr<Producer> producer, std::string tail) {
   producer_ = std::move(producer);

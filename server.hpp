@@ -55,6 +55,8 @@ class Acceptor final : public Watcher {
   void resume_soon();
   // Descriptors ran out elsewhere (e.g. for a back-end socket).
   void pause(int error);
+  // While held, the listener is not watched (a hand-over is offered).
+  void hold(bool on);
   int fd() const { return listener_.get(); }
   void close();
 
@@ -68,6 +70,7 @@ class Acceptor final : public Watcher {
   bool deferred_ = false;
   bool pending_ = false;  // readable in this pass, accepted at tick()
   bool paused_ = false;
+  bool held_ = false;
   int64_t resume_ms_ = 0;
 };
 
@@ -107,6 +110,9 @@ class Session : public Watcher {
   void close_when_done() { closing_ = true; }
   // A best-effort write of a last message, whatever is pending.
   void write_now(const std::string& text);
+  // The session's connection, for another owner: the session is closed
+  // without closing it.
+  Fd take_socket();
   bool input_ended() const { return input_eof_; }
   State& state();
   // Writes, renders and sets the interest; every path ends here.
@@ -144,6 +150,7 @@ class SessionServer {
   void close_all();
 
   State& state() { return state_; }
+  int listener_fd() const { return acceptor_.fd(); }
   // Bytes a session may still render in this pass.
   size_t budget() const { return budget_; }
   void spend(size_t bytes) { budget_ = bytes >= budget_ ? 0 : budget_ - bytes; }

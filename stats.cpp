@@ -320,6 +320,14 @@ std::string classes_line(const State& state) {
          waits_text(state.pool.waits(false));
 }
 
+// After a restart (balance -x), while the balance taken over still relays
+// connections: they hold slots here too (counted in c).
+std::string handover_line(const Pool& pool) {
+  if (pool.adopted_total() == 0) return "";
+  return "\nhand-over: the previous balance still relays " + std::to_string(pool.adopted_total()) +
+         " connections (counted in c)";
+}
+
 std::string queue_lines(const State& state) {
   const Pool& pool = state.pool;
   WaitStats waits = pool.waits();
@@ -328,7 +336,7 @@ std::string queue_lines(const State& state) {
          std::to_string(pool.options().queue_limit) + ", wait limit " +
          fixed3(seconds(pool.options().queue_wait_ms)) + " s; " + std::to_string(pool.dropped()) +
          " dropped, " + std::to_string(pool.refused()) + " refused\nwaited: " +
-         waits_text(waits) + classes_line(state);
+         waits_text(waits) + classes_line(state) + handover_line(pool);
 }
 
 // "192.0.2.7:51234" or "[2001:db8::7]:51234" from a waiter's key and port.
@@ -557,6 +565,143 @@ class RulesShow final : public Producer {
   const State& state_;
 };
 
+// `show config`: a balance command line that recreates the channels as
+// they are now (options, groups and their types, every channel as given
+// with maxc and weight), then, if need be, a `balance -c` line with the
+// commands that recreate the rest: numbers left by deleted channels
+// (placeholders deleted again), disabled channels, weights learned or
+// pinned unlike -L says. Rules are options (-A, -D, -P) as they are now.
+class ConfigShow final : public ChannelWalk {
+ public:
+  using ChannelWalk::ChannelWalk;
+
+ private:
+  void head(std::string* out) override {
+    const Options& o = state_.options;
+    const PoolOptions& p = state_.pool.options();
+    *out += "balance";
+    std::string flags;
+    for (auto [on, letter] : {std::pair<bool, char>{o.ipv4_only, '4'}, {o.ipv6_only, '6'},
+                              {p.autodisable, 'a'}, {o.debug, 'd'}, {o.keep_half_closed, 'e'},
+                              {o.foreground, 'f'}, {p.hash_failover, 'H'}, {p.learn_all, 'L'},
+                              {o.packet_dump, 'p'}})
+      if (on) flags += letter;
+    if (!flags.empty()) *out += " -" + flags;
+    for (const ClientRule& rule : state_.rules.rules())
+      option(out, rule.kind == RuleKind::Allow ? "-A" : rule.kind == RuleKind::Deny ? "-D" : "-P",
+             to_string(rule.network));
+    option(out, "-b", o.bind_address);
+    option(out, "-B", o.source_address);
+    option(out, "-G", o.monitor_group);
+    if (o.size_wait_ms) option(out, "-j", seconds_text(o.size_wait_ms));
+    keepalive(out, "-k", o.client_keepalive);
+    keepalive(out, "-K", o.server_keepalive);
+    if (p.outage_wait_ms) option(out, "-O", seconds_text(p.outage_wait_ms));
+    if (p.queue_limit != PoolOptions().queue_limit) option(out, "-q", std::to_string(p.queue_limit));
+    if (p.retry_ms != PoolOptions().retry_ms) option(out, "-r", seconds_text(p.retry_ms));
+    if (p.relief_every != PoolOptions().relief_every) option(out, "-R", std::to_string(p.relief_every));
+    if (!o.stats_port.empty()) {
+      std::string address = o.stats_address.find(':') != std::string::npos
+                                ? "[" + o.stats_address + "]" : o.stats_address;
+      option(out, "-s", address + ":" + o.stats_port);
+    }
+    option(out, "-S", o.socket_path);
+    if (o.connect_timeout_ms != Options().connect_timeout_ms)
+      option(out, "-t", seconds_text(o.connect_timeout_ms));
+    if (o.idle_timeout_ms) option(out, "-T", seconds_text(o.idle_timeout_ms));
+    if (p.queue_wait_ms != PoolOptions().queue_wait_ms) option(out, "-w", seconds_text(p.queue_wait_ms));
+    *out += " " + shell_word(o.port);
+    // A placeholder keeps the numbers of deleted channels: any channel's
+    // address will do, as it is deleted again at once.
+    for (const auto& group : state_.pool.groups())
+      if (!group->channels().empty()) {
+        placeholder_ = spec(*group->channels().front());
+        break;
+      }
+    if (placeholder_.empty()) placeholder_ = "127.0.0.1:9";
+  }
+  void group_start(size_t group, std::string*) override {
+    next_ = 0;
+    group_ = group;
+    selected_ = false;
+  }
+  void row(const Row& row, std::string* out) override {
+    const Channel& channel = row.channel;
+    for (; next_ < channel.number(); ++next_) {
+      *out += " " + shell_word(placeholder_);
+      command("delete " + std::to_string(next_));
+    }
+    ++next_;
+    *out += " " + shell_word(spec(channel));
+    if (!channel.enabled()) command("disable " + std::to_string(channel.number()));
+    if (channel.learned() != state_.pool.options().learn_all)
+      command("weight " + std::to_string(channel.number()) + " " +
+              (channel.learned() ? std::string("auto") : std::to_string(channel.config().weight)));
+  }
+  void group_end(size_t group, std::string* out) override {
+    const Group& g = *state_.pool.groups()[group];
+    if (g.next_number() > next_ || next_ == 0) {
+      // Numbers taken after the last channel, or a group with none left.
+      for (; next_ < std::max(g.next_number(), 1u); ++next_) {
+        *out += " " + shell_word(placeholder_);
+        command("delete " + std::to_string(next_));
+      }
+    }
+    bool last = group + 1 == state_.pool.groups().size();
+    if (g.type() == GroupType::Hash)
+      *out += " %";
+    else if (!last)
+      *out += " !";
+  }
+  void tail(std::string* out) override {
+    if (commands_.empty()) return;
+    const Options& o = state_.options;
+    *out += "\nbalance";
+    option(out, "-b", o.bind_address);
+    option(out, "-S", o.socket_path);
+    *out += " -c " + shell_word(commands_) + " " + shell_word(o.port);
+  }
+
+  static void option(std::string* out, const char* flag, const std::string& value) {
+    if (!value.empty()) *out += std::string(" ") + flag + " " + shell_word(value);
+  }
+  static void keepalive(std::string* out, const char* flag, const Keepalive& k) {
+    if (k.idle_s)
+      option(out, flag, std::to_string(k.idle_s) + "," + std::to_string(k.interval_s) + "," +
+                            std::to_string(k.count));
+  }
+  static std::string seconds_text(int64_t ms) {
+    std::string text = std::to_string(ms / 1000);
+    if (ms % 1000) {
+      char fraction[8];
+      std::snprintf(fraction, sizeof fraction, ".%03d", int(ms % 1000));
+      text += fraction;
+    }
+    return text;
+  }
+  static std::string spec(const Channel& channel) {
+    const ChannelConfig& config = channel.config();
+    std::string host = config.host;
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    return host + ":" + config.port + ":" + std::to_string(config.maxc) + ":" +
+           std::to_string(config.weight);
+  }
+  // A command for the -c line, in this channel's group.
+  void command(const std::string& text) {
+    if (!selected_) {
+      commands_ += (commands_.empty() ? "" : "; ") + std::string("group ") + std::to_string(group_);
+      selected_ = true;
+    }
+    commands_ += "; " + text;
+  }
+
+  std::string placeholder_;
+  std::string commands_;
+  size_t group_ = 0;
+  unsigned next_ = 0;  // the number the next channel of the group should have
+  bool selected_ = false;
+};
+
 // Prometheus text format: the process and queue metrics, then one family
 // per channel field that has a metric, each over every channel.
 class PrometheusShow final : public Producer {
@@ -667,6 +812,15 @@ std::string json_string(const std::string& text) {
   return "\"" + escaped(text, "\"\\", "\\u00") + "\"";
 }
 
+std::string shell_word(const std::string& word) {
+  static const char* safe =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,:/@%+=![]";
+  if (!word.empty() && word.find_first_not_of(safe) == std::string::npos) return word;
+  std::string out = "'";
+  for (char ch : word) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
 std::string csv_field(const std::string& text) {
   // RFC 4180: quote a field holding a comma, quote or line break, and
   // double the quotes inside.
@@ -700,6 +854,7 @@ std::unique_ptr<Producer> make_show(const State& state, ShowForm form) {
     case ShowForm::Json: return std::make_unique<JsonShow>(state);
     case ShowForm::Queue: return std::make_unique<QueueShow>(state);
     case ShowForm::Rules: return std::make_unique<RulesShow>(state);
+    case ShowForm::Config: return std::make_unique<ConfigShow>(state);
   }
   return nullptr;
 }

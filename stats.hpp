@@ -11,13 +11,16 @@
 
 #include "server.hpp"
 
-enum class ShowForm { Table, Brief, Csv, Json, Queue, Rules };
+enum class ShowForm { Table, Brief, Csv, Json, Queue, Rules, Config };
 
 std::unique_ptr<Producer> make_show(const State& state, ShowForm form);
 std::unique_ptr<Producer> make_prometheus(const State& state);
 
 // The whole reply at once, for tests and small replies.
 std::string render_all(Producer& producer);
+
+// A word as a POSIX shell reads it back: quoted when it must be.
+std::string shell_word(const std::string& word);
 
 // Escaping, exposed for tests.
 std::string json_string(const std::string& text);
@@ -31,6 +34,10 @@ class StatsServer {
  public:
   explicit StatsServer(State& state);
   bool listen(std::string* err);
+  // Restart and upgrade: the listener, handed to or taken from another
+  // balance (-1 when there is none).
+  int listener_fd() const { return sessions_.listener_fd(); }
+  void adopt(Fd listener) { sessions_.start(std::move(listener)); }
   void tick() { sessions_.tick(); }
   int64_t next_deadline_ms() const { return sessions_.next_deadline_ms(); }
   void close() { sessions_.close_all(); }

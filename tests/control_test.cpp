@@ -107,7 +107,11 @@ TEST(arguments_are_checked_strictly) {
   EXPECT_EQ(parse_error("weight 0 0"), "weight \"0\" must be an integer from 1 to 1000000 or auto");
   EXPECT_EQ(parse_error("create h p 1 auto"), "weight \"auto\" must be an integer from 1 to 1000000");
   EXPECT_TRUE(parsed("weight 3 auto").learn);
-  EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json, queue or rules, not \"xml\"");
+  EXPECT_EQ(parse_error("show xml"), "show takes brief, csv, json, queue, rules or config, not \"xml\"");
+  // handover turns the session over: only its whole name runs it.
+  EXPECT_TRUE(parsed("handover").verb == Verb::Handover);
+  EXPECT_EQ(parse_error("hando"), "unknown command \"hando\"; type help for the list");
+  EXPECT_EQ(parse_error("handover now"), "usage: handover");
   EXPECT_EQ(parse_error("rule allow 10.0.0.0/33"), "10.0.0.0/33: prefix longer than 32 bits for IPv4");
   EXPECT_EQ(parse_error("rule block 10.0.0.0/8"),
             "\"block\" is not allow, deny or priority; usage: rule allow|deny|priority NET, or rule "
@@ -131,7 +135,7 @@ TEST(help_lists_every_keyword) {
   std::string help = help_text();
   for (const std::string& name : command_names())
     EXPECT_TRUE(help.find("\n  " + name) != std::string::npos);
-  EXPECT_EQ(command_names().size(), size_t(19));
+  EXPECT_EQ(command_names().size(), size_t(20));
   EXPECT_TRUE(help.find("\n\n") == std::string::npos);
 }
 

@@ -4,17 +4,17 @@
 //
 //   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
 //     -fno-sanitize-recover=undefined -DBALANCE_VERSION='"fuzz"' -I.. \
-//     fuzz_parsers.cpp ../address.cpp ../client.cpp ../control.cpp ../stats.cpp \
-//     ../options.cpp ../pool.cpp ../net.cpp ../log.cpp ../relay.cpp ../poller.cpp \
-//     ../server.cpp -o fuzz_parsers
-//   mkdir -p corpus && for t in command options channel http lines replies hosts; do
+//     fuzz_parsers.cpp ../address.cpp ../classes.cpp ../client.cpp ../control.cpp \
+//     ../editor.cpp ../handover.cpp ../log.cpp ../net.cpp ../options.cpp ../poller.cpp \
+//     ../pool.cpp ../relay.cpp ../server.cpp ../speed.cpp ../stats.cpp -o fuzz_parsers
+//   mkdir -p corpus && for t in command options channel http lines replies hosts offer; do
 //     FUZZ_TARGET=$t ./fuzz_parsers -max_total_time=60 -max_len=8192 corpus; done
 //
 // (Debian/Ubuntu: the fuzzer runtime is in libclang-rt-14-dev, or the
 // clang package of your version.)
 //
 // FUZZ_TARGET picks one target for every input; without it the first byte
-// of each input does (0 command ... 6 hosts):
+// of each input does (0 command ... 7 offer):
 //   command  parse_command() on each line of the input, then execute() of
 //            what parsed on a small State (create/assign only with numeric
 //            hosts, since they resolve names); checks that a reply is never
@@ -37,6 +37,9 @@
 //   hosts    channels whose host names are pieces of the input (any bytes,
 //            up to the whole input): show json must still be valid JSON
 //            in structure, CSV rows must all have the header's field count.
+//   offer    parse_offer_line() (a channel as a hand-over carries it) on
+//            each line: what it accepts renders back to a line that parses
+//            to the same rendering.
 // A broken check calls __builtin_trap(), which libFuzzer reports as a crash.
 #include <arpa/inet.h>
 
@@ -48,6 +51,7 @@
 #include <vector>
 
 #include "control.hpp"
+#include "handover.hpp"
 #include "stats.hpp"
 
 namespace {
@@ -56,7 +60,7 @@ void check(bool condition) {
   if (!condition) __builtin_trap();
 }
 
-enum Target { kCommand, kOptions, kChannel, kHttp, kLines, kReplies, kHosts, kTargets };
+enum Target { kCommand, kOptions, kChannel, kHttp, kLines, kReplies, kHosts, kOffer, kTargets };
 
 int fixed_target() {
   static int target = [] {
@@ -70,6 +74,7 @@ int fixed_target() {
     if (t == "lines") return int(kLines);
     if (t == "replies") return int(kReplies);
     if (t == "hosts") return int(kHosts);
+    if (t == "offer") return int(kOffer);
     std::abort();
   }();
   return target;
@@ -163,6 +168,7 @@ void fuzz_commands(const std::string& input) {
         !(numeric_host(command.host) && numeric_port(command.port)))
       continue;
     Reply reply = execute(command, context);
+    if (context.handover) break;  // the session would speak the hand-over protocol now
     std::string text = reply.stream ? reply.text + render_all(*reply.stream) : reply.text;
     check(!text.empty());
     check(text.find("\n\n") == std::string::npos);
@@ -350,6 +356,22 @@ void fuzz_hosts(const std::string& input) {
   check(!quoted && row_fields == fields);
 }
 
+void fuzz_offer(const std::string& input) {
+  size_t start = 0;
+  while (start <= input.size()) {
+    size_t end = input.find('\n', start);
+    if (end == std::string::npos) end = input.size();
+    HandedChannel channel;
+    if (parse_offer_line(input.substr(start, end - start), &channel)) {
+      std::string line = offer_line(channel);
+      HandedChannel again;
+      check(parse_offer_line(line, &again));
+      check(offer_line(again) == line);
+    }
+    start = end + 1;
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -369,6 +391,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case kLines: fuzz_lines(input); break;
     case kReplies: fuzz_replies(input); break;
     case kHosts: fuzz_hosts(input); break;
+    case kOffer: fuzz_offer(input); break;
   }
   return 0;
 }
