@@ -51,6 +51,7 @@ check: balance tests/build/Makefile
 # simulated farm of unequal hosts.
 bench: balance
 	sh bench/run.sh
+	bash bench/growth.sh
 	bash bench/farm.sh
 
 install: balance

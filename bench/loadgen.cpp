@@ -5,6 +5,7 @@
 //   loadgen short    --port P [--conns 20000] [--conc 32] [--size 64] [--pid PID]
 //   loadgen pingpong --port P [--conns 1] [--size 64] [--secs 3] [--idle 0] [--pid PID]
 //   loadgen bulk     --port P --dir up|down [--conns 4] [--bytes N] [--pid PID]
+//   loadgen queue    --port P --pid PID [--waiters 1000] [--holders 1] [--rounds 1] [--size 64] [--conc 128]
 //   loadgen freeport                      print a free TCP port (tests/testnet.hpp)
 //   loadgen wait PORT [SECS]              wait until PORT listens (tests/testnet.hpp)
 //   loadgen rss PID                       print VmRSS (kB) of PID
@@ -1054,6 +1055,237 @@ int Bulk::run() {
   return 0;
 }
 
+// ---------------------------------------------------------------- queue
+
+// The number of open descriptors of a process, -1 if unknown.
+long proc_fd_count(int pid) {
+  DIR* d = opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return -1;
+  long n = 0;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n;
+}
+
+// The wait queue under load (the proxy's farm limited by maxc), in rounds
+// of: holders connections take every slot (each relays one echo, so it
+// holds its slot); then waiters clients connect, and once the proxy has
+// accepted them all (its descriptor count in /proc says so) they wait in
+// its queue; then each sends one size-byte echo request, which the proxy
+// reads and keeps. The holders close, and each freed slot serves the next
+// waiter, which reads its echo and closes, freeing the slot again.
+// Reports the proxy's CPU per served waiter (from the holders' release to
+// the last echo) and per queued one (accepting it and reading its
+// request), summed over the rounds (several rounds give a small queue as
+// many samples as a large one), and its memory per waiting client without
+// and with its request, read in the first round while they wait.
+class QueueRun {
+ public:
+  explicit QueueRun(const Args& a)
+      : cl_(a), nwait_(a.count("waiters", 1000)), nhold_(a.count("holders", 1)), rounds_(a.count("rounds", 1)),
+        size_(std::max<size_t>(17, size_t(a.num("size", 64, 65536)))), conc_(std::max(1, a.count("conc", 128))),
+        ws_(size_t(nwait_)), msg_(size_), buf_(65536) {
+    if (cl_.pid <= 0) fail("queue needs --pid (the proxy's descriptors tell when all clients wait)");
+    if (nwait_ < 1 || rounds_ < 1) fail("--waiters and --rounds must be at least 1");
+  }
+  int run();
+
+ private:
+  struct Waiter {
+    int fd = -1;
+    int state = 0;  // 0 connecting, 1 waiting for its echo, 2 served and closed
+    size_t got = 0;
+  };
+  void round(bool first);
+  void settle_fds();
+  void hold();
+  void connect_waiters();
+  void wait_accepted(long base);
+  void send_requests();
+  void pump(double secs);
+  void on_event(int id);
+  int report();
+
+  Client cl_;
+  int nwait_, nhold_, rounds_;
+  size_t size_;
+  int conc_;
+  std::vector<Waiter> ws_;
+  std::vector<int> holders_;
+  std::vector<uint8_t> msg_, buf_;
+  int connected_ = 0, inflight_ = 0, served_ = 0;
+  bool released_ = false;
+  long idle_fds_ = -1;  // the proxy's descriptors before the first round
+  long rss0_ = -1, rss1_ = -1, rss2_ = -1;
+  long long enq_cpu_ = 0, serve_cpu_ = 0;  // summed over the rounds, -1 if unknown
+  double serve_secs_ = 0, last_ = 0;
+};
+
+// Every holder relays one echo (bounded by the stall time) and stays open.
+void QueueRun::hold() {
+  for (int i = 0; i < nhold_; ++i) {
+    int fd = cl_.connect_blocking();
+    holders_.push_back(fd);
+    fill_msg(msg_.data(), size_, uint64_t(nwait_ + i), 0);
+    if (!write_all_nb(fd, msg_.data(), size_)) fail("holder %d: write: %s", i, why(errno));
+    size_t got = 0;
+    double t0 = now();
+    while (got < size_) {
+      pollfd p{fd, POLLIN, 0};
+      if (now() - t0 > cl_.stall) fail("holder %d got no echo within %.0f s: is the farm up?", i, cl_.stall);
+      if (poll(&p, 1, 100) <= 0) continue;
+      ssize_t r = read(fd, buf_.data(), size_ - got);
+      if (r == 0) fail("holder %d closed by the proxy", i);
+      if (r < 0 && errno != EAGAIN && errno != EINTR) fail("holder %d: read: %s", i, why(errno));
+      if (r > 0) got += size_t(r);
+    }
+  }
+}
+
+void QueueRun::on_event(int id) {
+  Waiter& w = ws_[size_t(id)];
+  if (w.state == 0) {
+    if (int err = so_error(w.fd)) fail("waiter %d: connect: %s", id, why(err));
+    w.state = 1;
+    cl_.mod(w.fd, EPOLLIN | EPOLLRDHUP, uint64_t(id));
+    ++connected_, --inflight_;
+    last_ = now();
+    return;
+  }
+  if (w.state != 1) return;
+  ssize_t r = read(w.fd, buf_.data(), buf_.size());
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (!released_)
+    fail("waiter %d %s before any slot was freed: the farm has more slots than holders, or the queue "
+         "is too short (-q)",
+         id, r > 0 ? "was served" : "was closed");
+  if (r <= 0) fail("waiter %d: %s before its echo", id, r == 0 ? "closed by the proxy" : why(errno));
+  fill_msg(msg_.data(), size_, uint64_t(id), 0);
+  if (w.got + size_t(r) > size_ || std::memcmp(buf_.data(), msg_.data() + w.got, size_t(r)) != 0)
+    fail("waiter %d: bad echo", id);
+  w.got += size_t(r);
+  last_ = now();
+  if (w.got < size_) return;
+  close(w.fd);
+  w.fd = -1;
+  w.state = 2;
+  ++served_;
+}
+
+// Handles events for secs.
+void QueueRun::pump(double secs) {
+  std::vector<epoll_event> evs(256);
+  double end = now() + secs;
+  for (double t = now(); t < end; t = now()) {
+    int k = epoll_wait(cl_.ep.get(), evs.data(), int(evs.size()), int((end - t) * 1000) + 1);
+    for (int i = 0; i < k; ++i) on_event(int(evs[size_t(i)].data.u64));
+  }
+}
+
+// Connects every waiter, conc handshakes at a time (more would overflow
+// the listen backlog and wait out SYN retransmissions).
+void QueueRun::connect_waiters() {
+  std::vector<epoll_event> evs(256);
+  int started = 0;
+  last_ = now();
+  while (connected_ < nwait_) {
+    for (; inflight_ < conc_ && started < nwait_; ++started, ++inflight_)
+      ws_[size_t(started)].fd = cl_.start_connect(uint64_t(started));
+    int k = cl_.wait(evs);
+    for (int i = 0; i < k; ++i) on_event(int(evs[size_t(i)].data.u64));
+    if (now() - last_ > cl_.stall) fail("stall: %d of %d waiters connected", connected_, nwait_);
+  }
+}
+
+// A connection is in the queue once the proxy has accepted it: waits until
+// the proxy holds a descriptor for every waiter.
+void QueueRun::wait_accepted(long base) {
+  double t0 = now();
+  long n = 0;
+  while ((n = proc_fd_count(cl_.pid)) >= 0 && n < base + nwait_) {
+    if (now() - t0 > cl_.stall) fail("the proxy accepted only %ld of %d waiters", n - base, nwait_);
+    pump(0.005);
+  }
+  if (n < 0) fail("cannot read /proc/%d/fd", cl_.pid);
+}
+
+void QueueRun::send_requests() {
+  for (int id = 0; id < nwait_; ++id) {
+    fill_msg(msg_.data(), size_, uint64_t(id), 0);
+    if (!write_all_nb(ws_[size_t(id)].fd, msg_.data(), size_)) fail("waiter %d: write: %s", id, why(errno));
+  }
+}
+
+// The proxy closes a served waiter's sockets a little after the waiter has
+// its echo: the next round counts descriptors once they are closed (or
+// after a second, when the proxy keeps some).
+void QueueRun::settle_fds() {
+  double t0 = now();
+  while (proc_fd_count(cl_.pid) > idle_fds_ && now() - t0 < 1) usleep(1000);
+}
+
+void QueueRun::round(bool first) {
+  for (auto& w : ws_) w = Waiter();
+  connected_ = inflight_ = served_ = 0;
+  released_ = false;
+  holders_.clear();
+  if (first) idle_fds_ = proc_fd_count(cl_.pid);
+  else settle_fds();
+  hold();
+  long base = proc_fd_count(cl_.pid);
+  if (first) rss0_ = proc_rss_kb(cl_.pid);
+  long long c0 = proc_cpu_us(cl_.pid);
+  connect_waiters();
+  wait_accepted(base);
+  if (first) {
+    pump(0.2);
+    rss1_ = proc_rss_kb(cl_.pid);
+  }
+  send_requests();
+  // Time for the proxy to read the requests (about 2 µs each).
+  pump(first ? 0.3 : std::max(0.02, nwait_ * 20e-6));
+  if (first) rss2_ = proc_rss_kb(cl_.pid);
+  long long cpu0 = proc_cpu_us(cl_.pid);
+  enq_cpu_ = c0 >= 0 && cpu0 >= 0 && enq_cpu_ >= 0 ? enq_cpu_ + cpu0 - c0 : -1;
+  double t0 = now();
+  released_ = true;
+  for (int fd : holders_) close(fd);
+  std::vector<epoll_event> evs(256);
+  last_ = t0;
+  while (served_ < nwait_) {
+    int k = cl_.wait(evs);
+    for (int i = 0; i < k; ++i) on_event(int(evs[size_t(i)].data.u64));
+    if (now() - last_ > cl_.stall) fail("stall: %d of %d waiters served", served_, nwait_);
+  }
+  serve_secs_ += now() - t0;
+  long long cpu1 = proc_cpu_us(cl_.pid);
+  serve_cpu_ = cpu0 >= 0 && cpu1 >= 0 && serve_cpu_ >= 0 ? serve_cpu_ + cpu1 - cpu0 : -1;
+}
+
+int QueueRun::report() {
+  double total = double(nwait_) * rounds_;
+  std::printf("rate=%.1f waiters=%d holders=%d rounds=%d size=%zu secs=%.3f", total / serve_secs_, nwait_, nhold_,
+              rounds_, size_, serve_secs_);
+  if (serve_cpu_ >= 0) std::printf(" cpu_us=%lld cpu_per_unit=%.2f", serve_cpu_, double(serve_cpu_) / total);
+  if (enq_cpu_ >= 0) std::printf(" enqueue_cpu_per_unit=%.2f", double(enq_cpu_) / total);
+  if (rss0_ >= 0 && rss1_ >= 0 && rss2_ >= 0)
+    std::printf(" rss0_kb=%ld rss1_kb=%ld rss2_kb=%ld wait_bytes_per_client=%.0f request_bytes_per_client=%.0f", rss0_,
+                rss1_, rss2_, double(rss1_ - rss0_) * 1024.0 / nwait_, double(rss2_ - rss1_) * 1024.0 / nwait_);
+  std::printf("\n");
+  if (!proc_alive(cl_.pid)) {
+    std::printf("error=proxy_died\n");
+    return 1;
+  }
+  return 0;
+}
+
+int QueueRun::run() {
+  raise_fd_limit();
+  for (int r = 0; r < rounds_; ++r) round(r == 0);
+  return report();
+}
+
 // ---------------------------------------------------------------- small commands
 
 int cmd_wait(const Args& a) {
@@ -1074,7 +1306,7 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc < 2) {
-    std::fprintf(stderr, "usage: loadgen server|short|pingpong|bulk|freeport|wait|rss ...\n");
+    std::fprintf(stderr, "usage: loadgen server|short|pingpong|bulk|queue|freeport|wait|rss ...\n");
     return 2;
   }
   std::string cmd = argv[1];
@@ -1084,6 +1316,7 @@ int main(int argc, char** argv) {
   if (cmd == "short") return ShortRun(a).run();
   if (cmd == "pingpong") return PingPong(a).run();
   if (cmd == "bulk") return Bulk(a).run();
+  if (cmd == "queue") return QueueRun(a).run();
   if (cmd == "freeport") return std::printf("%d\n", free_port()) < 0;
   if (cmd == "wait") return cmd_wait(a);
   if (cmd == "rss") {
