@@ -3,7 +3,7 @@
 # portable poll() loop, PORTABLE=1 switches the Linux-only calls off.
 .POSIX:
 
-VERSION = 1.0.0
+VERSION = 1.1.0
 PREFIX = /usr/local
 MANPREFIX = $(PREFIX)/share/man
 CXX = c++
