@@ -393,12 +393,13 @@ Handover::Handover(State& state, Proxy& proxy, StatsServer& stats, ControlServer
     : state_(state), proxy_(proxy), stats_(stats), control_(control) {}
 
 Handover::~Handover() {
-  if (link_) state_.poller->forget(link_.get());
+  for (Link* link : {&down_, &up_})
+    if (link->fd) state_.poller->forget(link->fd.get());
 }
 
 bool Handover::offer(Fd connection, std::string* err) {
-  if (side_ != Side::None) {
-    *err = "a hand-over is under way already";
+  if (giving_ != Giving::None) {
+    *err = "a hand-over to another balance is under way already";
     std::string reply = "error: " + *err + "\n\n";
     send_all(connection.get(), reply, -1, monotonic_ms() + 1000);
     return false;
@@ -451,39 +452,38 @@ bool Handover::offer(Fd connection, std::string* err) {
   }
   // Until "taken", accept nothing and serve nobody: the new process holds
   // the same listeners and waiting clients.
-  link_ = std::move(connection);
-  side_ = Side::Offering;
+  down_.fd = std::move(connection);
+  giving_ = Giving::Offering;
   deadline_ms_ = state_.now_ms + kTakeoverMs;
-  state_.poller->watch(link_.get(), kReadable, this);
+  state_.poller->watch(down_.fd.get(), kReadable, this);
   state_.log.info("hand-over: offered the listeners, %zu waiting clients and %zu channels",
                   pool.queue_length(), pool.channel_count());
   return true;
 }
 
 bool Handover::taken(Fd connection, long old_pid, std::string* err) {
-  link_ = std::move(connection);
+  up_.fd = std::move(connection);
   old_pid_ = old_pid;
-  if (!send_all(link_.get(), "taken\n", -1, monotonic_ms() + 1000)) {
+  if (!send_all(up_.fd.get(), "taken\n", -1, monotonic_ms() + 1000)) {
     *err = std::string("-x: could not confirm the hand-over: ") + std::strerror(errno);
     return false;
   }
-  set_nonblocking(link_.get());
-  side_ = Side::Receiving;
-  state_.poller->watch(link_.get(), kReadable, this);
+  set_nonblocking(up_.fd.get());
+  state_.poller->watch(up_.fd.get(), kReadable, this);
   return true;
 }
 
-void Handover::send_text(const std::string& text) {
-  if (!link_) return;
+void Handover::send_down(const std::string& text) {
+  if (!down_.fd) return;
   // Small lines on a local socket: a full buffer means the new process
   // is gone or stuck; its slots are then its own problem.
-  ssize_t ignored = send(link_.get(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ssize_t ignored = send(down_.fd.get(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   (void)ignored;
 }
 
 void Handover::released(uint64_t channel_id, int64_t relayed_ms) {
   auto it = reported_.find(channel_id);
-  if (side_ != Side::Draining || it == reported_.end()) return;
+  if (giving_ != Giving::Draining || it == reported_.end()) return;
   // What this process counted on the channel since it last said.
   ChannelCounters since;
   if (const Channel* channel = state_.pool.find_id(channel_id)) {
@@ -495,52 +495,64 @@ void Handover::released(uint64_t channel_id, int64_t relayed_ms) {
     since.received = now.received - then.received;
     then = now;
   }
-  send_text("release " + it->second.address + " " + std::to_string(relayed_ms) + " " +
+  send_down("release " + it->second.address + " " + std::to_string(relayed_ms) + " " +
             std::to_string(since.connections) + " " + std::to_string(since.failures) + " " +
             std::to_string(since.sent) + " " + std::to_string(since.received) + "\n");
 }
 
 bool Handover::pass_on(const WaiterView& client) {
-  if (side_ != Side::Draining || !link_) return false;
-  return send_all(link_.get(), waiter_line(client), client.fd, monotonic_ms() + 1000);
+  if (giving_ != Giving::Draining || !down_.fd) return false;
+  return send_all(down_.fd.get(), waiter_line(client), client.fd, monotonic_ms() + 1000);
 }
 
-void Handover::on_ready(int, unsigned) {
+template <typename OnLine>
+bool Handover::read_lines(Link& link, OnLine on_line, std::string* why) {
   for (;;) {
-    ssize_t n = receive_now(link_.get(), &in_, &fds_);
-    if (n < 0 && (errno == EINTR)) continue;
-    if (n < 0 && would_block(errno)) return;
+    ssize_t n = receive_now(link.fd.get(), &link.in, &link.fds);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && would_block(errno)) return true;
     if (n <= 0) {
-      abandon(n == 0 ? "the other balance closed the connection" : std::strerror(errno));
-      return;
+      *why = n == 0 ? "the other balance closed the connection" : std::strerror(errno);
+      return false;
     }
     size_t newline;
-    while ((newline = in_.find('\n')) != std::string::npos) {
-      std::string text = in_.substr(0, newline);
-      in_.erase(0, newline + 1);
-      line(text);
-      if (!link_) return;
+    while ((newline = link.in.find('\n')) != std::string::npos) {
+      std::string text = link.in.substr(0, newline);
+      link.in.erase(0, newline + 1);
+      on_line(text);
+      if (!link.fd) return true;  // the line ended the link
     }
   }
 }
 
-void Handover::line(const std::string& text) {
-  if (side_ == Side::Offering && text == "taken") {
+void Handover::on_ready(int fd, unsigned) {
+  std::string why;
+  if (down_.fd && fd == down_.fd.get()) {
+    if (!read_lines(down_, [this](const std::string& text) { downstream_line(text); }, &why))
+      drop_downstream(why);
+  } else if (up_.fd && fd == up_.fd.get()) {
+    if (!read_lines(up_, [this](const std::string& text) { upstream_line(text); }, &why))
+      drop_upstream(why);
+  }
+}
+
+void Handover::downstream_line(const std::string& text) {
+  if (giving_ == Giving::Offering && text == "taken") {
     // Acted on in tick(), outside the dispatch of this pass's events: it
     // closes sessions that may still have events waiting in it.
-    side_ = Side::Taken;
-    return;
+    giving_ = Giving::Taken;
   }
-  if (side_ != Side::Receiving) return;
+}
+
+void Handover::upstream_line(const std::string& text) {
   std::vector<std::string> w = words(text);
   uint64_t counts[5];
   if (w.size() == 7 && w[0] == "release") {
-    int64_t relayed_ms = w[2] == "-1" ? -1 : 0;
-    ChannelCounters since;
     bool ok = (w[2] == "-1" || number(w[2], &counts[0])) && number(w[3], &counts[1]) &&
               number(w[4], &counts[2]) && number(w[5], &counts[3]) && number(w[6], &counts[4]);
     if (!ok) return;
-    if (relayed_ms == 0) relayed_ms = int64_t(counts[0]);
+    int64_t relayed_ms = w[2] == "-1" ? -1 : int64_t(counts[0]);
+    ChannelCounters since;
     since.connections = counts[1];
     since.failures = counts[2];
     since.sent = counts[3];
@@ -549,58 +561,82 @@ void Handover::line(const std::string& text) {
       for (const auto& channel : group->channels())
         if (channel->adopted() > 0 && channel->config().address.text() == w[1]) {
           Channel& found = *state_.pool.find(channel->group(), channel->number());
-          state_.pool.release_adopted(found, relayed_ms, since);
+          if (giving_ == Giving::Draining) {
+            // The slot was handed on with this process's own: the process
+            // downstream counts it, and its bytes.
+            state_.pool.release_adopted(found);
+            send_down(text + "\n");
+          } else {
+            state_.pool.release_adopted(found, relayed_ms, since);
+          }
           return;
         }
     return;  // a channel deleted meanwhile, or not taken over
   }
   if (!w.empty() && w[0] == "waiter") {
-    // A client the old process could not place (its connect failed).
+    // A client the process upstream could not place (its connect failed).
     Offer one;
     size_t next_fd = 0;
     bool end = false;
     std::string err;
-    bool ok = offer_step(text, &fds_, &next_fd, &one, &end, &err);
-    fds_.erase(fds_.begin(), fds_.begin() + long(next_fd));
-    if (ok && one.waiters.size() == 1) proxy_.adopt_waiter(one.waiters[0]);
+    bool ok = offer_step(text, &up_.fds, &next_fd, &one, &end, &err);
+    up_.fds.erase(up_.fds.begin(), up_.fds.begin() + long(next_fd));
+    if (!ok || one.waiters.size() != 1) return;
+    HandedWaiter& waiter = one.waiters[0];
+    if (giving_ != Giving::Draining) {
+      proxy_.adopt_waiter(waiter);
+      return;
+    }
+    // Handed on already: the process downstream places it.
+    WaiterView view{waiter.fd.get(), waiter.priority, waiter.waited_ms, waiter.cost, waiter.bytes,
+                    waiter.eof};
+    pass_on(view);
     return;
   }
   if (text == "done") {
     state_.log.info("the balance this one took over (pid %ld) has ended its last connection", old_pid_);
-    abandon("");
+    drop_upstream("");
   }
 }
 
-void Handover::abandon(const std::string& why) {
-  if (side_ == Side::Offering) {
+void Handover::drop_downstream(const std::string& why) {
+  if (giving_ == Giving::Offering) {
     state_.log.warning("hand-over failed (%s); carrying on as before", why.c_str());
     proxy_.freeze(false);
-  } else if (side_ == Side::Receiving && !why.empty()) {
+    giving_ = Giving::None;
+  }
+  // Taken or draining: the new process has everything; whatever became of
+  // it, what this one still relays runs to its end.
+  if (down_.fd) {
+    state_.poller->forget(down_.fd.get());
+    down_ = Link();
+  }
+}
+
+void Handover::drop_upstream(const std::string& why) {
+  if (!why.empty())
     state_.log.warning("the balance this one took over (pid %ld) is gone (%s); its slots count free",
                        old_pid_, why.c_str());
+  // Whatever it held is free now (and, downstream, too).
+  for (const auto& group : state_.pool.groups())
+    for (const auto& channel : group->channels())
+      while (channel->adopted() > 0) {
+        std::string address = channel->config().address.text();
+        state_.pool.release_adopted(*state_.pool.find(channel->group(), channel->number()));
+        if (giving_ == Giving::Draining) send_down("release " + address + " -1 0 0 0 0\n");
+      }
+  if (up_.fd) {
+    state_.poller->forget(up_.fd.get());
+    up_ = Link();
   }
-  if (side_ == Side::Receiving) {
-    // Whatever the old process held is free now.
-    for (const auto& group : state_.pool.groups())
-      for (const auto& channel : group->channels())
-        while (channel->adopted() > 0)
-          state_.pool.release_adopted(*state_.pool.find(channel->group(), channel->number()));
-  }
-  if (link_) {
-    state_.poller->forget(link_.get());
-    link_.reset();
-  }
-  if (side_ == Side::Offering || side_ == Side::Receiving) side_ = Side::None;
-  in_.clear();
-  fds_.clear();
 }
 
 void Handover::tick() {
-  if (side_ == Side::Offering && state_.now_ms >= deadline_ms_) abandon("no answer in time");
-  if (side_ == Side::Taken) {
+  if (giving_ == Giving::Offering && state_.now_ms >= deadline_ms_) drop_downstream("no answer in time");
+  if (giving_ == Giving::Taken) {
     // The new process listens on everything: this one stops accepting,
     // lets go of its waiting clients and relays what it has to the end.
-    side_ = Side::Draining;
+    giving_ = Giving::Draining;
     for (const auto& group : state_.pool.groups())
       for (const auto& channel : group->channels())
         reported_[channel->id()] = Reported{channel->config().address.text(), channel->counters()};
@@ -610,8 +646,8 @@ void Handover::tick() {
     state_.log.info("hand-over: taken; relaying the %zu connections left, then exiting",
                     proxy_.relayed_count());
   }
-  if (side_ == Side::Draining && proxy_.connection_count() == 0) {
-    send_text("done\n");
+  if (giving_ == Giving::Draining && proxy_.connection_count() == 0 && !up_.fd) {
+    send_down("done\n");
     state_.log.info("hand-over: the last connection has ended; exiting");
     state_.stopping = true;
   }
@@ -629,15 +665,15 @@ void Handover::tick() {
 }
 
 int64_t Handover::next_deadline_ms() const {
-  if (side_ == Side::Offering) return deadline_ms_;
-  if (side_ == Side::Taken) return state_.now_ms;
-  if (side_ == Side::Draining && proxy_.connection_count() == 0) return state_.now_ms;
+  if (giving_ == Giving::Offering) return deadline_ms_;
+  if (giving_ == Giving::Taken) return state_.now_ms;
+  if (giving_ == Giving::Draining && proxy_.connection_count() == 0 && !up_.fd) return state_.now_ms;
   if (child_ > 0) return state_.now_ms + 200;  // to reap it
   return -1;
 }
 
 void Handover::upgrade() {
-  if (side_ != Side::None || child_ > 0) {
+  if (giving_ != Giving::None || child_ > 0) {
     state_.log.warning("SIGUSR2: a hand-over is under way already");
     return;
   }

@@ -83,6 +83,10 @@ void adopt_slots(State& state, const Offer& offer);
 std::string offer_line(const HandedChannel& channel);
 bool parse_offer_line(const std::string& line, HandedChannel* channel);
 
+// A process may be both sides at once: a balance that took over (its
+// upstream still relays connections) can be taken over in turn (then its
+// downstream hears of the upstream's releases through it, and it exits
+// only once both it and its upstream are done).
 class Handover final : public Watcher {
  public:
   static constexpr int64_t kTakeoverMs = 10000;
@@ -96,9 +100,9 @@ class Handover final : public Watcher {
   bool taken(Fd connection, long old_pid, std::string* err);
 
   // From the offer to "taken": nothing is accepted, the queue not served.
-  bool frozen() const { return side_ == Side::Offering || side_ == Side::Taken; }
+  bool frozen() const { return giving_ == Giving::Offering || giving_ == Giving::Taken; }
   // Old side: the new process has taken over.
-  bool gave_away() const { return side_ == Side::Draining; }
+  bool gave_away() const { return giving_ == Giving::Draining; }
   // Old side, after "taken": a connection on the channel ended after
   // relayed_ms (-1: a failed connect); the new one counts its slot free
   // again and adds what this one counted on the channel since.
@@ -117,24 +121,34 @@ class Handover final : public Watcher {
   void upgrade();
 
  private:
-  enum class Side { None, Offering, Taken, Draining, Receiving };
-  // What the old side last told of a channel (its counters then).
+  enum class Giving { None, Offering, Taken, Draining };
+  // What this process last told its downstream of a channel.
   struct Reported {
     std::string address;
     ChannelCounters counters;
   };
-  void line(const std::string& text);
-  void abandon(const std::string& why);
-  void send_text(const std::string& text);
+  // One end of a hand-over connection: lines, and descriptors with them.
+  struct Link {
+    Fd fd;
+    std::string in;
+    std::vector<Fd> fds;  // received with the lines in `in`, in order
+  };
+  void downstream_line(const std::string& text);
+  void upstream_line(const std::string& text);
+  void drop_downstream(const std::string& why);
+  void drop_upstream(const std::string& why);
+  void send_down(const std::string& text);
+  // Reads what `link` has; calls `on_line` per line; false at its end.
+  template <typename OnLine>
+  bool read_lines(Link& link, OnLine on_line, std::string* why);
 
   State& state_;
   Proxy& proxy_;
   StatsServer& stats_;
   ControlServer& control_;
-  Side side_ = Side::None;
-  Fd link_;
-  std::string in_;
-  std::vector<Fd> fds_;  // received with the lines in in_, in order
+  Giving giving_ = Giving::None;
+  Link down_;  // to the process this one offered to, or handed over to
+  Link up_;    // to the process this one took over, until it is done
   std::map<uint64_t, Reported> reported_;
   int64_t deadline_ms_ = 0;
   long old_pid_ = 0;

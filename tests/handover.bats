@@ -87,6 +87,36 @@ sent_of() { ctl "show csv" | awk -F, 'NR > 1 { s += $10 } END { print s + 0 }'; 
   [ "$(total_of h1)" -eq 1 ]
 }
 
+@test "a balance that took over can be taken over again while the first still relays" {
+  start_hold h
+  up -- "127.0.0.1:$(port_of h):3"
+  # Two long connections stay with the first process; later clients wait.
+  client_bg long -c 2 -t 30 -i 1 -m hold -H 3 -g -x
+  wait_for 10 cur_is h 2
+  first=$(pid_of balance)
+  take_over -- "127.0.0.1:$(port_of h):3"
+  wait_for 10 answers_with_pid_other_than "$first"
+  second=$(pid_of balance2)
+  ctl show | grep -q "the previous balance still relays 2 connections"
+  client_bg mid -c 2 -t 30 -i 11 -m hold -H 1 -g -x
+  wait_for 10 waiting_is 1
+  NAME=balance3 take_over -- "127.0.0.1:$(port_of h):3"
+  wait_for 10 answers_with_pid_other_than "$second"
+  # The third counts the first's two and the second's one: one waits on.
+  ctl show | grep -q "the previous balance still relays 3 connections"
+  running "$first"
+  finish mid
+  finish long
+  [ "$(total_of h)" -eq 4 ]
+  [ "$(max_of h)" -le 3 ]
+  wait_for 10 not_running "$first"
+  wait_for 10 not_running "$second"
+  ! ctl show | grep -q "still relays"
+  grep -q "took over from pid $second: 1 waiting clients, 3 connections it still relays" "$T/balance3.err"
+  client -m hold -i 20 -x -t 10
+  [ "$(total_of h)" -eq 5 ]
+}
+
 @test "SIGUSR2 starts the binary on disk to take over, three times in a row under traffic" {
   mkdir "$T/bin"
   cp "$BALANCE" "$T/bin/balance"
