@@ -47,12 +47,14 @@ check: balance tests/build/Makefile
 	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
 	CTLTOOL=`pwd`/tests/build/ctltool bats --print-output-on-failure tests
 
-# Not part of check: speed against HAProxy and pen, then scheduling on a
-# simulated farm of unequal hosts.
+# Not part of check: speed against HAProxy and pen, costs as the farm
+# grows, scheduling on a simulated farm of unequal hosts, then ten
+# hand-overs under load (with the helper that make check builds).
 bench: balance
 	sh bench/run.sh
 	bash bench/growth.sh
 	bash bench/farm.sh
+	bash bench/handover.sh
 
 install: balance
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1

@@ -452,6 +452,13 @@ bool Handover::offer(Fd connection, std::string* err) {
   }
   // Until "taken", accept nothing and serve nobody: the new process holds
   // the same listeners and waiting clients.
+  // What each channel's counters were in the offer: this process reports
+  // what it counts from here on, slot by slot as its connections end.
+  reported_.clear();
+  pending_.clear();
+  for (const auto& group : pool.groups())
+    for (const auto& channel : group->channels())
+      reported_[channel->id()] = Reported{channel->config().address.text(), channel->counters()};
   down_.fd = std::move(connection);
   giving_ = Giving::Offering;
   deadline_ms_ = state_.now_ms + kTakeoverMs;
@@ -483,7 +490,7 @@ void Handover::send_down(const std::string& text) {
 
 void Handover::released(uint64_t channel_id, int64_t relayed_ms) {
   auto it = reported_.find(channel_id);
-  if (giving_ != Giving::Draining || it == reported_.end()) return;
+  if (giving_ == Giving::None || it == reported_.end()) return;
   // What this process counted on the channel since it last said.
   ChannelCounters since;
   if (const Channel* channel = state_.pool.find_id(channel_id)) {
@@ -495,9 +502,14 @@ void Handover::released(uint64_t channel_id, int64_t relayed_ms) {
     since.received = now.received - then.received;
     then = now;
   }
-  send_down("release " + it->second.address + " " + std::to_string(relayed_ms) + " " +
-            std::to_string(since.connections) + " " + std::to_string(since.failures) + " " +
-            std::to_string(since.sent) + " " + std::to_string(since.received) + "\n");
+  std::string line = "release " + it->second.address + " " + std::to_string(relayed_ms) + " " +
+                     std::to_string(since.connections) + " " + std::to_string(since.failures) +
+                     " " + std::to_string(since.sent) + " " + std::to_string(since.received) + "\n";
+  // Until it has said "taken" the new process reads nothing but the offer.
+  if (giving_ == Giving::Draining)
+    send_down(line);
+  else
+    pending_ += line;
 }
 
 bool Handover::pass_on(const WaiterView& client) {
@@ -561,14 +573,10 @@ void Handover::upstream_line(const std::string& text) {
       for (const auto& channel : group->channels())
         if (channel->adopted() > 0 && channel->config().address.text() == w[1]) {
           Channel& found = *state_.pool.find(channel->group(), channel->number());
-          if (giving_ == Giving::Draining) {
-            // The slot was handed on with this process's own: the process
-            // downstream counts it, and its bytes.
-            state_.pool.release_adopted(found);
-            send_down(text + "\n");
-          } else {
-            state_.pool.release_adopted(found, relayed_ms, since);
-          }
+          state_.pool.release_adopted(found, relayed_ms, since);
+          // Offered on with this process's own slots: downstream hears of
+          // it, and of its bytes, as of one of ours.
+          released(found.id(), relayed_ms);
           return;
         }
     return;  // a channel deleted meanwhile, or not taken over
@@ -604,6 +612,8 @@ void Handover::drop_downstream(const std::string& why) {
     state_.log.warning("hand-over failed (%s); carrying on as before", why.c_str());
     proxy_.freeze(false);
     giving_ = Giving::None;
+    reported_.clear();
+    pending_.clear();
   }
   // Taken or draining: the new process has everything; whatever became of
   // it, what this one still relays runs to its end.
@@ -621,9 +631,8 @@ void Handover::drop_upstream(const std::string& why) {
   for (const auto& group : state_.pool.groups())
     for (const auto& channel : group->channels())
       while (channel->adopted() > 0) {
-        std::string address = channel->config().address.text();
         state_.pool.release_adopted(*state_.pool.find(channel->group(), channel->number()));
-        if (giving_ == Giving::Draining) send_down("release " + address + " -1 0 0 0 0\n");
+        released(channel->id(), -1);
       }
   if (up_.fd) {
     state_.poller->forget(up_.fd.get());
@@ -637,9 +646,8 @@ void Handover::tick() {
     // The new process listens on everything: this one stops accepting,
     // lets go of its waiting clients and relays what it has to the end.
     giving_ = Giving::Draining;
-    for (const auto& group : state_.pool.groups())
-      for (const auto& channel : group->channels())
-        reported_[channel->id()] = Reported{channel->config().address.text(), channel->counters()};
+    send_down(pending_);
+    pending_.clear();
     proxy_.handed_over();
     stats_.close();
     control_.give_away();

@@ -103,9 +103,11 @@ class Handover final : public Watcher {
   bool frozen() const { return giving_ == Giving::Offering || giving_ == Giving::Taken; }
   // Old side: the new process has taken over.
   bool gave_away() const { return giving_ == Giving::Draining; }
-  // Old side, after "taken": a connection on the channel ended after
+  // Old side, from the offer on: a connection on the channel ended after
   // relayed_ms (-1: a failed connect); the new one counts its slot free
-  // again and adds what this one counted on the channel since.
+  // again and adds what this one counted on the channel since the offer
+  // or the last release (held back until "taken", dropped with a failed
+  // offer).
   void released(uint64_t channel_id, int64_t relayed_ms);
   // Old side, after "taken": a client to place anew (its connect failed)
   // goes to the new process, which alone knows the free slots. False when
@@ -150,6 +152,7 @@ class Handover final : public Watcher {
   Link down_;  // to the process this one offered to, or handed over to
   Link up_;    // to the process this one took over, until it is done
   std::map<uint64_t, Reported> reported_;
+  std::string pending_;  // releases between the offer and "taken"
   int64_t deadline_ms_ = 0;
   long old_pid_ = 0;
   pid_t child_ = -1;  // the binary SIGUSR2 started, until it is reaped

@@ -76,6 +76,7 @@ struct Connection final : Watcher {
   Channel* channel = nullptr;
   uint64_t ticket = 0;       // its place in the pool's wait queue, 0 = none
   bool priority = false;     // from a priority network (-P): served first
+  bool offered = false;      // waiting when offered to a new process (restart)
   uint64_t cost = 0;         // -j: the request's expected cost in bytes, 0 = unknown
   int64_t expected_end_ms = 0;  // -j: when the pool expects the job to end
   std::list<Connection*>* timer = nullptr;  // connecting_ or idle_
@@ -203,6 +204,9 @@ void Connection::on_ready(int fd, unsigned events) {
   if (state == ConnState::Closed) return;
   bool is_client = fd == client.fd.get();
   if (!is_client && fd != backend.fd.get()) return;  // stale event
+  // Offered to a new process since this pass's events were gathered: not
+  // a byte is read here that the offer did not carry.
+  if ((state == ConnState::Sizing || state == ConnState::Waiting) && proxy.frozen()) return;
   switch (state) {
     case ConnState::Sizing:
       // The request's first bytes: enough to know its size, or all there
@@ -558,7 +562,8 @@ bool Proxy::sized(Connection& c) {
 void Proxy::release_slot(Channel& channel, int64_t relayed_ms, const Job& job) {
   uint64_t id = channel.id();  // the release may free a deleted channel
   state_.pool.release(channel, relayed_ms, job);
-  if (handed_over_) state_.handover->released(id, relayed_ms);
+  // From the offer on, the process that takes over counts this slot.
+  if (state_.handover) state_.handover->released(id, relayed_ms);
 }
 
 void Proxy::dispatch(Connection& c) {
@@ -575,8 +580,11 @@ void Proxy::dispatch(Connection& c) {
     return;
   }
   // First come, first served: nobody passes a client that waits already
-  // (serve_queue() decides who goes first).
-  Channel* channel = pool.queue_length() == 0 ? pool.choose(c.key, c.cost, state_.now_ms) : nullptr;
+  // (serve_queue() decides who goes first). While offered to a new process
+  // (its connect failed meanwhile) it waits: the slots are counted there.
+  Channel* channel = !frozen_ && pool.queue_length() == 0
+                         ? pool.choose(c.key, c.cost, state_.now_ms)
+                         : nullptr;
   if (channel) {
     c.expected_end_ms = pool.acquire(*channel, state_.now_ms, c.cost);
     connect_to(c, *channel);
@@ -608,8 +616,12 @@ void Proxy::dispatch(Connection& c) {
 void Proxy::freeze(bool on) {
   frozen_ = on;
   acceptor_.hold(on);
-  for (auto& c : connections_)
-    if (c->state == ConnState::Waiting || c->state == ConnState::Sizing) c->update_interest();
+  for (auto& c : connections_) {
+    c->offered = false;
+    if (c->state != ConnState::Waiting && c->state != ConnState::Sizing) continue;
+    c->offered = on;  // the offer that follows carries exactly these
+    c->update_interest();
+  }
 }
 
 WaiterView Proxy::waiter_view(const Connection& c, bool priority, int64_t waited_ms) const {
@@ -637,16 +649,22 @@ void Proxy::handed_over() {
   acceptor_.close();
   // The new process holds these clients now: close our descriptors only,
   // no reset and no shutdown, so their connections go on there.
+  frozen_ = false;
+  handed_over_ = true;
   for (auto& c : connections_) {
     if (c->state != ConnState::Waiting && c->state != ConnState::Sizing) continue;
     if (c->ticket) state_.pool.leave_queue(c->ticket, state_.now_ms);
     c->ticket = 0;
+    if (!c->offered) {
+      // Queued after the offer (its connect failed meanwhile): the new
+      // process has no copy of it yet.
+      dispatch(*c);
+      continue;
+    }
     c->end_reason = "handed over";
     state_.poller->forget_shared(c->client.fd.get());
     c->close_sides(false);
   }
-  frozen_ = false;
-  handed_over_ = true;
 }
 
 void Proxy::adopt_listener(Fd listener) {
@@ -827,7 +845,10 @@ void Proxy::serve_queue() {
 
 void Proxy::expire() {
   int64_t now = state_.now_ms;
-  for (void* owner : state_.pool.expire_waiters(now)) {
+  // Offered waiters are the new process's to expire (it knows their wait).
+  std::vector<void*> expired;
+  if (!frozen_) expired = state_.pool.expire_waiters(now);
+  for (void* owner : expired) {
     Connection& c = *static_cast<Connection*>(owner);
     c.ticket = 0;
     c.waited_ms = now - c.accepted_ms;
@@ -928,7 +949,9 @@ int64_t Proxy::next_deadline_ms() const {
   auto consider = [&next](int64_t when) {
     if (when >= 0 && (next < 0 || when < next)) next = when;
   };
-  consider(state_.pool.next_queue_deadline_ms());
+  // Frozen (offered to a new process): no waiter expires and nothing is
+  // accepted here, so their deadlines would only spin the loop.
+  if (!frozen_) consider(state_.pool.next_queue_deadline_ms());
   if (!connecting_.empty())
     consider(connecting_.front()->connect_ms + state_.options.connect_timeout_ms);
   if (!frozen_ && !sizing_.empty()) consider(sizing_.front()->accepted_ms + state_.options.size_wait_ms);
@@ -938,7 +961,7 @@ int64_t Proxy::next_deadline_ms() const {
     if (!probe->done) consider(probe->deadline_ms);
   consider(state_.pool.next_probe_ms());
   consider(state_.pool.next_drift_ms());
-  consider(acceptor_.next_deadline_ms());
+  if (!frozen_) consider(acceptor_.next_deadline_ms());
   return next;
 }
 

@@ -31,6 +31,8 @@ void Acceptor::start(Fd listener) {
 }
 
 void Acceptor::on_ready(int, unsigned) {
+  // Held since this pass's events were gathered (a hand-over's offer).
+  if (held_) return;
   if (deferred_)
     pending_ = true;
   else
@@ -38,7 +40,7 @@ void Acceptor::on_ready(int, unsigned) {
 }
 
 void Acceptor::accept_batch() {
-  for (int i = 0; i < batch_ && listener_ && !paused_; ++i) {
+  for (int i = 0; i < batch_ && listener_ && !paused_ && !held_; ++i) {
     Address peer;
     int fd = accept_connection(listener_.get(), &peer);
     if (fd < 0) {

@@ -171,6 +171,146 @@ sent_of() { ctl "show csv" | awk -F, 'NR > 1 { s += $10 } END { print s + 0 }'; 
   [ "$(log_of h)" = "1 2 3" ]
 }
 
+# cpu_ticks PID: user + system CPU time of PID, in clock ticks (1/100 s).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# fake_taker NAME MODE: a stand-in for a new balance (python3), spawned as
+# NAME. It connects to the control socket (touching $T/session), asks for
+# the hand-over (in accept mode once $T/ask exists), reads the offer with
+# its descriptors, prints its channel lines and touches $T/offered; then:
+#   release  once $T/go exists, says "taken" and prints every line the old
+#            balance sends until it closes (its releases, then "done")
+#   accept   accepts on the offered listener for 3 s, prints "accepted N",
+#            and goes away without "taken" (the hand-over fails)
+fake_taker() {
+  spawn "$1" python3 -c '
+import array, os, socket, sys, time
+path, tmp, mode = sys.argv[1:4]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(path)
+def wait_for(name):
+    end = time.time() + 10
+    while not os.path.exists(tmp + "/" + name) and time.time() < end:
+        time.sleep(0.05)
+open(tmp + "/session", "w").close()
+if mode == "accept":
+    wait_for("ask")
+s.sendall(b"handover\n")
+data, fds = b"", []
+while not data.endswith(b"\nend\n"):
+    msg, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(64 * 4))
+    if not msg:
+        sys.exit("the offer ended early: %r" % data[-200:])
+    data += msg
+    for level, kind, blob in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += array.array("i", blob[: len(blob) - len(blob) % 4])
+for line in data.decode().splitlines():
+    if line.startswith("channel "):
+        print(line, flush=True)
+open(tmp + "/offered", "w").close()
+if mode == "accept":
+    listener = socket.socket(fileno=fds[0])  # "listener proxy" comes first
+    listener.settimeout(3)
+    accepted = 0
+    try:
+        while True:
+            listener.accept()
+            accepted += 1
+    except socket.timeout:
+        pass
+    print("accepted", accepted)
+    sys.exit(0)
+wait_for("go")
+s.sendall(b"taken\n")
+rest = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    rest += chunk
+sys.stdout.write(rest.decode())
+' "$T/ctl.sock" "$T" "$2"
+}
+
+@test "a connection that ends while the offer is out is reported to the taker, its bytes too" {
+  command -v python3 >/dev/null || skip "python3 plays the taker"
+  start_server e echo
+  up -- "127.0.0.1:$(port_of e):4"
+  # Five chunks a fifth of a second apart: it is still relaying at the offer.
+  client_bg c -x -n 100000 -k 20000 -I 0.2 -t 20 -r "$T/connected"
+  wait_for 5 test -e "$T/connected"
+  fake_taker taker release
+  wait_for 5 test -e "$T/offered"
+  finish c  # ends between the offer and "taken"
+  touch "$T/go"
+  finish taker
+  wait_for 10 not_running "$(pid_of balance)"
+  cat "$T/taker.out"
+  # The offer counted its slot and the bytes so far; the release the rest.
+  read -r _ _ _ _ _ held _ _ _ _ _ sent received _ < <(grep "^channel " "$T/taker.out")
+  [ "$held" -eq 1 ]
+  read -r _ address _ conns fails sent2 received2 < <(grep "^release " "$T/taker.out")
+  [ "$address $conns $fails" = "127.0.0.1:$(port_of e) 0 0" ]
+  [ $((sent + sent2)) -eq 100000 ]
+  [ $((received + received2)) -eq 100000 ]
+  [ "$(tail -n 1 "$T/taker.out")" = "done" ]
+}
+
+@test "a client that connects as the offer goes out is left to the taker, and balance idles meanwhile" {
+  command -v python3 >/dev/null || skip "python3 plays the taker"
+  start_server e echo
+  up -- "127.0.0.1:$(port_of e):4"
+  pid=$(pid_of balance)
+  fake_taker taker accept
+  wait_for 5 test -e "$T/session"
+  sleep 0.3  # balance accepts the session
+  # Stopped, balance finds the request for the offer and then the client
+  # in one pass, in that order.
+  kill -STOP "$pid"
+  touch "$T/ask"
+  sleep 0.3
+  client_bg c -x -n 1000 -t 10
+  sleep 0.3
+  kill -CONT "$pid"
+  wait_for 5 test -e "$T/offered"
+  before=$(cpu_ticks "$pid")
+  finish taker  # 3 s accepting on the offered listener
+  cat "$T/taker.out"
+  [ "$(tail -n 1 "$T/taker.out")" = "accepted 1" ]
+  # Frozen, with that client's event in hand: no busy loop (a spinning
+  # balance burns about 300 ticks in those 3 s).
+  if [ -r "/proc/$pid/stat" ]; then
+    echo "CPU ticks while offered: $(($(cpu_ticks "$pid") - before))"
+    [ $(($(cpu_ticks "$pid") - before)) -lt 30 ]
+  fi
+  # The taker went away: the old balance carries on and serves.
+  wait_for 5 grep -q "hand-over failed" "$T/balance.err"
+  client -x -n 1000 -t 10
+}
+
+@test "a client whose connect fails while the offer is out goes to the taker, not to a slot it does not count" {
+  command -v python3 >/dev/null || skip "python3 plays the taker"
+  start_server b blackhole
+  start_server e echo
+  # The faster channel never answers: its connect times out after 1 s.
+  up -t 1 -- "127.0.0.1:$(port_of b):1:5" "127.0.0.1:$(port_of e):1:1"
+  client_bg c -x -n 1000 -t 20 -r "$T/connected"
+  wait_for 5 test -e "$T/connected"
+  fake_taker taker release
+  wait_for 5 test -e "$T/offered"
+  wait_for 5 grep -q "channel 0:0 .* down: " "$T/balance.err"
+  touch "$T/go"
+  finish taker
+  cat "$T/taker.out"
+  # Passed on once taken (before, the old balance connected it to the
+  # echo channel behind the taker's back).
+  grep -q "^waiter " "$T/taker.out"
+  grep -q "^release 127.0.0.1:$(port_of b) -1 " "$T/taker.out"
+  ! grep -q "^release 127.0.0.1:$(port_of e) " "$T/taker.out"
+}
+
 @test "SIGUSR2 with a broken binary on disk logs it and changes nothing" {
   mkdir "$T/bin"
   cp "$BALANCE" "$T/bin/balance"
