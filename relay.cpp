@@ -647,10 +647,10 @@ std::vector<WaiterView> Proxy::waiters_in_order() const {
 
 void Proxy::handed_over() {
   acceptor_.close();
-  // The new process holds these clients now: close our descriptors only,
-  // no reset and no shutdown, so their connections go on there.
   frozen_ = false;
   handed_over_ = true;
+  // The new process holds these clients now: close our descriptors only,
+  // no reset and no shutdown, so their connections go on there.
   for (auto& c : connections_) {
     if (c->state != ConnState::Waiting && c->state != ConnState::Sizing) continue;
     if (c->ticket) state_.pool.leave_queue(c->ticket, state_.now_ms);
