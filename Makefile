@@ -41,9 +41,10 @@ $(OBJS): $(HEADERS) Makefile
 tests/build/Makefile: tests/CMakeLists.txt
 	cmake -S tests -B tests/build -DCMAKE_CXX_COMPILER=$(CXX) >/dev/null
 
+# A cd runs in a subshell: bmake -j runs a target's lines in one shell.
 check: balance tests/build/Makefile
 	cmake --build tests/build -j 2
-	cd tests/build && ctest --output-on-failure
+	(cd tests/build && ctest --output-on-failure)
 	BALANCE=`pwd`/balance HELPER=`pwd`/tests/build/helper \
 	CTLTOOL=`pwd`/tests/build/ctltool bats --print-output-on-failure tests
 
@@ -85,13 +86,13 @@ distcheck: dist
 	rm -rf distcheck.tmp
 	mkdir distcheck.tmp
 	gzip -dc $(DISTNAME).tar.gz | (cd distcheck.tmp && tar xf -)
-	cd distcheck.tmp/$(DISTNAME) && $(MAKE) && $(MAKE) check && \
+	(cd distcheck.tmp/$(DISTNAME) && $(MAKE) && $(MAKE) check && \
 	    $(MAKE) install DESTDIR=`pwd`/../stage && \
 	    test -x ../stage$(PREFIX)/bin/balance && \
 	    test `wc -c < ../stage$(PREFIX)/bin/balance` -lt `wc -c < balance` && \
 	    mandoc -Tlint -W warning ../stage$(MANPREFIX)/man1/balance.1 && \
 	    $(MAKE) uninstall DESTDIR=`pwd`/../stage && \
-	    test ! -e ../stage$(PREFIX)/bin/balance
+	    test ! -e ../stage$(PREFIX)/bin/balance)
 	rm -rf distcheck.tmp
 	@echo "$(DISTNAME).tar.gz is ready"
 
