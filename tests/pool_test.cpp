@@ -394,15 +394,13 @@ TEST(weight_and_rational_speed_comparison) {
 }
 
 // The scheduling rule written as the plain linear scan it was before the
-// index: among available channels the highest weight/sharers (exact
-// rationals), ties to the first numbered after the one chosen last.
-const Channel* linear_choice(const Group& group, bool chose_any, unsigned last) {
+// index: among available channels the fastest by faster_than(a, b), ties
+// to the first numbered after the one chosen last.
+template <typename Faster>
+const Channel* linear_scan(const Group& group, bool chose_any, unsigned last, Faster faster_than) {
   const Channel* best = nullptr;
-  auto sharers = [](const Channel& c) { return c.config().maxc ? 1u : c.c() + 1; };
   auto consider = [&](const Channel& c) {
-    if (!c.available()) return;
-    if (!best || faster(c.config().weight, sharers(c), best->config().weight, sharers(*best)))
-      best = &c;
+    if (c.available() && (!best || faster_than(c, *best))) best = &c;
   };
   for (auto& c : group.channels())
     if (!chose_any || c->number() > last) consider(*c);
@@ -410,6 +408,14 @@ const Channel* linear_choice(const Group& group, bool chose_any, unsigned last) 
     for (auto& c : group.channels())
       if (c->number() <= last) consider(*c);
   return best;
+}
+
+// By the configured weight/sharers, compared as exact rationals.
+const Channel* linear_choice(const Group& group, bool chose_any, unsigned last) {
+  auto sharers = [](const Channel& c) { return c.config().maxc ? 1u : c.c() + 1; };
+  return linear_scan(group, chose_any, last, [&](const Channel& a, const Channel& b) {
+    return faster(a.config().weight, sharers(a), b.config().weight, sharers(b));
+  });
 }
 
 TEST(the_index_chooses_exactly_as_the_linear_scan_under_random_changes) {
@@ -482,18 +488,10 @@ TEST(the_index_chooses_exactly_as_the_linear_scan_under_random_changes) {
   }
 }
 
-// The same rule by the speeds the channels report (learned or not).
+// By the speeds the channels report (learned or not).
 const Channel* linear_by_speed(const Group& group, bool chose_any, unsigned last) {
-  const Channel* best = nullptr;
-  auto consider = [&](const Channel& c) {
-    if (c.available() && (!best || c.speed() > best->speed())) best = &c;
-  };
-  for (auto& c : group.channels())
-    if (!chose_any || c->number() > last) consider(*c);
-  if (chose_any)
-    for (auto& c : group.channels())
-      if (c->number() <= last) consider(*c);
-  return best;
+  return linear_scan(group, chose_any, last,
+                     [](const Channel& a, const Channel& b) { return a.speed() > b.speed(); });
 }
 
 TEST(the_index_follows_learned_speeds_as_exactly_as_the_linear_scan) {
