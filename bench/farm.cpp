@@ -99,6 +99,7 @@
 #include <sys/un.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -212,8 +213,15 @@ std::vector<int> make_jobs(int n, uint64_t seed, const std::string& order) {
 // remaining work at the new speed.  Returns the makespan in seconds.
 // jitter_s > 0 adds a uniform random 0..jitter_s to every job's duration (a
 // diagnostic: how sensitive the makespan is to small timing differences).
+//
+// blind: the same scheduler starting with every weight 1, that learns a
+// host's true speed the moment one of its jobs ends (no learner can do
+// better from nothing). Until then an idle unknown host is tried first
+// (it gets measured) and a busy one counts as the mean slot speed of the
+// known hosts (all equal while none is known); equal hosts are taken
+// round-robin after the last chosen, as balance takes equal channels.
 double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>& jobs, int k, double unit_s,
-                      const Change& change = {}, double jitter_s = 0, uint64_t jseed = 1) {
+                      const Change& change = {}, double jitter_s = 0, uint64_t jseed = 1, bool blind = false) {
   Rng jr{jseed};
   struct Slot {
     int host;
@@ -232,6 +240,19 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
   std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> evs;
   for (int c = 0; c < k; c++) evs.push({0.0, kRequest, c, 0u});
   std::deque<std::pair<int, size_t>> waiting;  // (client, job), FIFO
+  std::vector<bool> known(hosts.size(), !blind);
+  std::vector<int> busy(hosts.size(), 0);
+  size_t last_host = hosts.size() - 1;
+  // How the scheduler ranks a slot: its speed, or (blind) what it believes.
+  auto believed = [&](const Slot& s) {
+    if (known[size_t(s.host)]) return s.speed;
+    if (busy[size_t(s.host)] == 0) return HUGE_VAL;
+    double sum = 0;
+    int n = 0;
+    for (auto& o : slots)
+      if (known[size_t(o.host)]) sum += o.speed, n++;
+    return n ? sum / n : 1.0;
+  };
   size_t next = 0;
   double makespan = 0;
   const double eps = 1e-12;
@@ -246,6 +267,8 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
         makespan = std::max(makespan, et);
         evs.push({et, kRequest, s.client, 0u});
         s.client = -1;
+        known[size_t(s.host)] = true;
+        busy[size_t(s.host)]--;
         continue;
       }
       if (next >= jobs.size()) continue;  // this client is done
@@ -263,10 +286,25 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
     }
     while (!waiting.empty()) {
       size_t best = slots.size();
-      for (size_t i = 0; i < slots.size(); i++)
-        if (slots[i].client < 0 && (best == slots.size() || slots[i].speed > slots[best].speed)) best = i;
+      if (!blind) {
+        for (size_t i = 0; i < slots.size(); i++)
+          if (slots[i].client < 0 && (best == slots.size() || slots[i].speed > slots[best].speed)) best = i;
+      } else {  // hosts in round-robin order after the last chosen, a free slot of each
+        double best_rank = 0;
+        for (size_t step = 1; step <= hosts.size(); step++) {
+          size_t h = (last_host + step) % hosts.size();
+          for (size_t i = 0; i < slots.size(); i++) {
+            if (size_t(slots[i].host) != h || slots[i].client >= 0) continue;
+            double rank = believed(slots[i]);
+            if (best == slots.size() || rank > best_rank) best = i, best_rank = rank;
+            break;
+          }
+        }
+      }
       if (best == slots.size()) break;
       Slot& s = slots[best];
+      last_host = size_t(s.host);
+      busy[size_t(s.host)]++;
       s.client = waiting.front().first;
       s.end = t + jobs[waiting.front().second] * unit_s / s.speed;
       if (jitter_s > 0) s.end += jitter_s * double(jr.next() % 1000000) / 1e6;
@@ -1034,6 +1072,9 @@ void print_reference(const RunOpts& o, const std::vector<HostSpec>& spec, const 
                bound / ideal, 1.0, "", "", "", "", "no scheduler can beat it"));
   put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, cost-oblivious", o.k, o.njobs,
                ideal, 1.0, ideal / bound, "", "", "", "", spread.c_str()));
+  double blind = ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0, 1, true);
+  put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, starts blind", o.k, o.njobs, blind,
+               blind / ideal, blind / bound, "", "", "", "", "every weight 1, learns each speed exactly at its first end"));
 }
 
 // RESET, then the hosts' STATS (and the farm's unit in *unit_ms).
@@ -1162,7 +1203,8 @@ int cmd_run(int argc, char** argv) {
   std::vector<std::string> notes;
   if (o.warm) {
     double cold = run_batch(o, jobs, Change{}, cold_samples, row);
-    notes.push_back(fmt("cold %.3f x ideal", cold / ideal_makespan(spec, jobs, o.k, unit_s)));
+    notes.push_back(fmt("cold %.3f x ideal (%.3f x the blind ideal)", cold / ideal_makespan(spec, jobs, o.k, unit_s),
+                        cold / ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0, 1, true)));
   }
   row.ideal = ideal_makespan(spec, jobs, o.k, unit_s, o.change);
   row.bound = o.change.host >= 0 ? 0 : lower_bound(spec, jobs, o.k, unit_s);

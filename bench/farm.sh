@@ -33,6 +33,12 @@
 #   ideal, cost-oblivious   perfect fastest free slot, FIFO wait, with the
 #                           same jobs and clients; notes: its spread when
 #                           every job takes 0..1 ms longer at random
+#   ideal, starts blind     the same, starting from every weight 1 and
+#                           learning each host's true speed the moment one
+#                           of its jobs ends (an idle unknown host first,
+#                           equal hosts round-robin): no learner does
+#                           better counting the warm-up; a -L row's cold
+#                           batch is also given over it
 #   ideal, knows the change section 3: the same, switching to the host's
 #                           new speed at the moment it changes
 # Proxy rows (TARGETS picks the proxies; BALANCE_ROWS, SIZED_ROWS and
