@@ -271,8 +271,9 @@ row_channels() {  # $1 = rep
 # more per served waiter on a 2-CPU VM than one on the same CPU. Unpinned,
 # the scheduler chooses by recent load, which the size of the queue
 # changes (a long enqueue keeps balance on one CPU): the row then measured
-# the placement, 1.4x from 100 to 1,000 waiters with the same 21 system
-# calls per served waiter, and flat at either placement pinned.
+# the placement, 1.4x from 100 to 1,000 waiters while balance made the
+# same 21 system calls per waiter (accepted, queued and served), and flat
+# at either placement pinned.
 QBPID=""
 QBPORT=""
 row_queue() {  # $1 = rep
