@@ -46,7 +46,7 @@ ROWS=${ROWS:-channels queue idle}
 QPIN=${QPIN:-split}
 KEEP=${KEEP:-0}
 if [ $# -gt 0 ]; then
-    case $1 in -h|--help) sed -n '2,28p' "$0"; exit 0 ;; esac
+    case $1 in -h|--help) sed -n '2,31p' "$0"; exit 0 ;; esac
     echo "growth.sh: no arguments, only environment variables (see -h)" >&2
     exit 2
 fi
@@ -331,7 +331,7 @@ ELAPSED=$((SECONDS - START))
 # ---------------------------------------------------------------- tables
 
 echo
-echo "command: SIZES=\"$SIZES\" WAITERS=\"$WAITERS\" IDLE=\"$IDLE\" REPS=$REPS CONNS=$CONNS SECS=$SECS SLOTS=$SLOTS SERVED=$SERVED ROWS=\"$ROWS\" bash bench/growth.sh"
+echo "command: SIZES=\"$SIZES\" WAITERS=\"$WAITERS\" IDLE=\"$IDLE\" REPS=$REPS CONNS=$CONNS SECS=$SECS SLOTS=$SLOTS SERVED=$SERVED ROWS=\"$ROWS\" QPIN=$QPIN bash bench/growth.sh"
 echo "$(nproc) CPUs, kernel $(uname -r), fd limit $NOFILE; took ${ELAPSED}s. balance -f -b 127.0.0.1 -S SOCK PORT 127.0.0.1:BPORT ... (N channels);"
 echo "90 % disabled: all but each tenth, 'disable C' lines piped into balance -S SOCK -i PORT; queue: balance -q W+64 -w 0 PORT 127.0.0.1:BPORT:$SLOTS, filled and served until $SERVED are served, CPUs $QPIN"
 echo "cell = median of $REPS (median of the per-repetition ratios to the smallest size); CPU is balance's, from /proc schedstat"
