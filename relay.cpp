@@ -211,9 +211,11 @@ void Connection::on_ready(int fd, unsigned events) {
     case ConnState::Sizing:
       // The request's first bytes: enough to know its size, or all there
       // is room for, and the choice is made (the deadline makes it too).
+      // Sized first: a big request fills the buffer at once, and it is the
+      // one whose size matters most.
       if (!pump(client, backend, true)) return;
       client.bulk = false;
-      if (client.read_eof || !client.has_room() || proxy.sized(*this)) {
+      if (proxy.sized(*this) || client.read_eof || !client.has_room()) {
         proxy.dispatch(*this);
         return;
       }

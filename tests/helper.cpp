@@ -36,8 +36,11 @@
 //
 // Clients (all take HOST PORT last; -t SEC is the overall deadline).
 //   helper client [-n BYTES] [-s SEED] [-i ID] [-x] [-H SEC] [-g] [-A]
-//                 [-k BYTES -I SEC] [-m MODE] [-r FILE] [-c N] [-B ADDR]
+//                 [-k BYTES -I SEC] [-m MODE] [-r FILE] [-c N] [-B ADDR] [-D]
 //       send BYTES of stream(SEED) (after "ID\n" with -i), receive, check;
+//       -D: all that framed as a distcc request ("DIST00000001DOTI" and 8
+//       hex digits, the length of the rest: what balance -j reads a job's
+//       size from; hold servers leave the framing out of the id);
 //       -x: shut the write side once all is sent (-H: SEC later; -g: counted
 //       from the server's first line), -A: send only after the server's EOF,
 //       -k/-I: one chunk every SEC, -m echo (default) | sink | source:N:SEED |

@@ -73,6 +73,7 @@ struct ClientOpts {
   uint64_t n = 0, seed = 1;
   std::string id;
   bool has_id = false, shut = false, greet = false, after_eof = false;
+  bool distcc = false;  // -D: framed as a distcc request
   double hold = 0, interval = 0, timeout = 10;
   size_t chunk = 0;
   std::string mode = "echo", readyfile;
@@ -88,7 +89,15 @@ class Client {
   int run();
 
  private:
-  static std::string prefix(const ClientOpts& o) { return o.has_id ? o.id + "\n" : ""; }
+  static std::string prefix(const ClientOpts& o) {
+    std::string line = o.has_id ? o.id + "\n" : "";
+    if (!o.distcc) return line;
+    // DIST and a version, then DOTI and the length of the rest: what
+    // balance -j reads a distcc job's size from.
+    char head[32];
+    std::snprintf(head, sizeof head, "DIST%08xDOTI%08llx", 1u, (unsigned long long)(line.size() + o.n));
+    return head + line;
+  }
   int fail(int code, const std::string& why) const {
     std::fprintf(stderr, "helper client%s%s: %s (sent %llu of %llu, received %llu)\n", o_.has_id ? " " : "",
                  o_.id.c_str(), why.c_str(), (unsigned long long)tx_.pos(), (unsigned long long)tx_.size(),
@@ -255,7 +264,7 @@ int parallel_clients(const ClientOpts& o) {
 int client_main(int argc, char** argv) {
   ClientOpts o;
   int ch;
-  while ((ch = getopt(argc, argv, "n:s:i:xH:gAk:I:m:t:r:c:B:")) != -1) {
+  while ((ch = getopt(argc, argv, "n:s:i:xH:gAk:I:m:t:r:c:B:D")) != -1) {
     switch (ch) {
       case 'n': o.n = parse_u64(optarg, "-n"); break;
       case 's': o.seed = parse_u64(optarg, "-s"); break;
@@ -271,6 +280,7 @@ int client_main(int argc, char** argv) {
       case 'r': o.readyfile = optarg; break;
       case 'c': o.parallel = parse_int(optarg, "-c", 1, 1000); break;
       case 'B': o.source = optarg; break;
+      case 'D': o.distcc = true; break;
       default: die("bad option (see the comment at the top of helper.cpp)");
     }
   }

@@ -225,6 +225,8 @@ void Server::hold_received(Conn& c, const char* p, size_t len) {
   for (size_t i = 0; i < len && !c.have_id; i++) {
     if (p[i] == '\n') {
       c.have_id = true;
+      // A client's distcc framing (helper client -D) is not its id.
+      if (c.id.size() >= 24 && c.id.compare(0, 4, "DIST") == 0) c.id.erase(0, 24);
       append_line(o_.log, c.id);
     } else if (c.id.size() < 200) {
       c.id.push_back(p[i]);

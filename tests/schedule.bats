@@ -175,3 +175,33 @@ hold_bg() { client_bg "$1" -m hold -i "$2" -g -H "$3" -x -t 30; }
   wait_for 5 served 2 a
   [ "$(log_of a)" = "1 2" ]
 }
+
+# sized_job NAME ID BYTES SECONDS: a background client whose request, framed
+# as distcc's, tells balance -j its size; it holds its slot SECONDS.
+sized_job() { client_bg "$1" -D -m hold -i "$2" -n "$3" -g -H "$4" -x -t 30; }
+
+@test "-j: a big job waits for a faster slot that frees soon; a small one takes the free slow slot" {
+  start_hold slow
+  start_hold fast
+  up -j 1 -- "127.0.0.1:$(port_of slow):1:1" "127.0.0.1:$(port_of fast):1:3"
+  # Jobs of 300 KB in about 0.1 s on a weight-3 slot set balance's scale:
+  # about 3 MB/s a slot on fast, 1 MB/s on slow.
+  for id in 1 2 3 4; do
+    run -0 client -D -m hold -i "$id" -n 300000 -g -H 0.1 -x -t 30
+  done
+  [ "$(log_of fast)" = "1 2 3 4" ]
+  # fast runs a job expected to take about 1 s (3 MB); it ends after 1.5 s.
+  sized_job c5 5 3000000 1.5
+  wait_for 5 served 5 fast slow
+  # 300 KB: 0.3 s on slow now, over 1 s on fast: slow, at once.
+  run -0 client -D -m hold -i 6 -n 300000 -g -H 0.1 -x -t 30
+  [ "$(log_of slow)" = 6 ]
+  cur_is fast 1  # c5 still runs, or the next step would prove nothing
+  # 6 MB: 6 s on slow, about 2 s on fast once it frees: it waits for fast.
+  sized_job c7 7 6000000 0.1
+  finish c5
+  wait_for 5 served 7 fast slow
+  finish c7
+  [ "$(log_of fast)" = "1 2 3 4 5 7" ]
+  [ "$(log_of slow)" = 6 ]
+}
