@@ -270,9 +270,15 @@ class Pool {
   // when nothing is available (the client then waits).
   Channel* select(const std::string& key);
   // The same for a job of known cost (request bytes, -j): the fastest
-  // free slot only if no faster slot, busy now, is expected to finish the
-  // job sooner; null while one is (the job then waits for it).
-  Channel* choose(const std::string& key, uint64_t cost, int64_t now_ms);
+  // free slot, unless a faster slot, busy now, is expected to finish the
+  // job sooner by more than waiting for it costs the others; null then
+  // (the job waits for that slot). Waiting costs the others twice: the
+  // next job (of cost next_cost, or the recent mean when 0) takes the
+  // slower slot instead of the faster one, and every free slot that a
+  // waiting job (this one or one of the `behind` others) could start now
+  // stays idle as long.
+  Channel* choose(const std::string& key, uint64_t cost, int64_t now_ms, size_t behind = 0,
+                  uint64_t next_cost = 0);
   // When a job held back by choose() should be looked at again, or -1;
   // reconsider() makes the queue due for service once that time came.
   int64_t next_reconsider_ms() const { return reconsider_ms_; }

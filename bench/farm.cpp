@@ -11,6 +11,9 @@
 //       until SIGTERM/SIGINT.  Host "SxV" has S slots of speed V.
 //
 //       A job is one connection: the client sends "JOB <id> <work> <bytes>\n"
+//       (framed as a distcc request: "DIST00000001DOTI" and 8 hex digits,
+//       the length of the rest, come first, so that balance -j reads the
+//       job's size as it reads a compile's; the hosts accept either form)
 //       and then <bytes> payload bytes (byte p is byte p of the testnet
 //       stream seeded with <id>, so the host checks every one); the host
 //       reads the whole payload first, as distccd reads the whole
@@ -220,22 +223,36 @@ std::vector<int> make_jobs(int n, uint64_t seed, const std::string& order) {
 // (it gets measured) and a busy one counts as the mean slot speed of the
 // known hosts (all equal while none is known); equal hosts are taken
 // round-robin after the last chosen, as balance takes equal channels.
+//
+// sized: the same with balance -j's rule and perfect knowledge of every
+// speed and job: the head of the queue waits for a faster busy slot
+// (its earliest expected end) when that finishes it sooner by more than
+// waiting costs the others (the next job, or one of the mean size of the
+// last 256 finished, on the slower slot instead of the faster one, plus
+// the wait times each free slot a waiting job, this one included, could
+// start now); no job is held before one has finished, as balance then has
+// no scale.
 double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>& jobs, int k, double unit_s,
-                      const Change& change = {}, double jitter_s = 0, uint64_t jseed = 1, bool blind = false) {
+                      const Change& change = {}, double jitter_s = 0, uint64_t jseed = 1, bool blind = false,
+                      bool sized = false) {
   Rng jr{jseed};
   struct Slot {
     int host;
     double speed;
     double end;
+    double expected;  // sized: its end as expected (without jitter)
+    double start;
     int client;    // -1: free
+    double work;   // of the job it runs, in speed-1 seconds
     unsigned gen;  // bumped when the job's end moves: older end events are stale
   };
   std::vector<Slot> slots;
   for (size_t h = 0; h < hosts.size(); h++)
-    for (int i = 0; i < hosts[h].slots; i++) slots.push_back({int(h), double(hosts[h].speed), 0, -1, 0});
+    for (int i = 0; i < hosts[h].slots; i++) slots.push_back({int(h), double(hosts[h].speed), 0, 0, 0, -1, 0, 0});
   // Events at the same instant: the ends first (a freed slot is free for a
-  // request made then), then the requests in client order.
-  enum Kind { kEnd = 0, kRequest = 1 };
+  // request made then), then the requests in client order; a wake-up
+  // (sized: a held job is looked at again) only runs the placement.
+  enum Kind { kEnd = 0, kRequest = 1, kWake = 2 };
   using Ev = std::tuple<double, int, int, unsigned>;  // time, kind, slot or client, gen
   std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> evs;
   for (int c = 0; c < k; c++) evs.push({0.0, kRequest, c, 0u});
@@ -253,6 +270,33 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
       if (known[size_t(o.host)]) sum += o.speed, n++;
     return n ? sum / n : 1.0;
   };
+  // sized: whether the head waits for a faster slot (and until when).
+  std::deque<int> finished;  // work of the last 256 finished jobs
+  double finished_sum = 0;
+  auto hold_until = [&](double t, size_t best) -> double {
+    if (finished.empty()) return -1;
+    double cost = jobs[waiting.front().second] * unit_s;
+    double next_cost = waiting.size() > 1 ? jobs[waiting[1].second] * unit_s : finished_sum / double(finished.size());
+    double here = cost / slots[best].speed;
+    size_t free = 0;
+    for (auto& s : slots) free += s.client < 0;
+    double idle_slots = double(std::min(waiting.size(), free));
+    for (size_t h = 0; h < hosts.size(); h++) {
+      double speed = -1, end = HUGE_VAL;
+      bool idle = false;
+      for (auto& s : slots) {
+        if (size_t(s.host) != h) continue;
+        speed = s.speed;
+        if (s.client < 0) idle = true;
+        else if (s.expected >= t - (s.expected - s.start)) end = std::min(end, s.expected);  // not overdue
+      }
+      if (idle || speed <= slots[best].speed || end == HUGE_VAL) continue;
+      double wait = std::max(end - t, 0.0);
+      double others = next_cost / slots[best].speed - next_cost / speed + wait * idle_slots;
+      if (wait + cost / speed + others < here) return std::max(end, t);
+    }
+    return -1;
+  };
   size_t next = 0;
   double makespan = 0;
   const double eps = 1e-12;
@@ -267,10 +311,17 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
         makespan = std::max(makespan, et);
         evs.push({et, kRequest, s.client, 0u});
         s.client = -1;
+        finished.push_back(s.work);
+        finished_sum += s.work;
+        if (finished.size() > 256) {
+          finished_sum -= finished.front();
+          finished.pop_front();
+        }
         known[size_t(s.host)] = true;
         busy[size_t(s.host)]--;
         continue;
       }
+      if (kind == kWake) continue;
       if (next >= jobs.size()) continue;  // this client is done
       if (change.host >= 0 && next == size_t(change.at_job)) {
         for (size_t i = 0; i < slots.size(); i++) {
@@ -279,6 +330,7 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
           s.speed /= change.factor;
           if (s.client < 0) continue;
           s.end = t + (s.end - t) * change.factor;
+          s.expected = t + std::max(s.expected - t, 0.0) * change.factor;
           evs.push({s.end, kEnd, int(i), ++s.gen});
         }
       }
@@ -302,11 +354,22 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
         }
       }
       if (best == slots.size()) break;
+      if (sized) {
+        double until = hold_until(t, best);
+        if (until >= 0) {
+          // Looked at again when that slot is expected to free (if that is
+          // past, its job runs late: its real end comes as an event).
+          if (until > t + eps) evs.push({until, kWake, 0, 0u});
+          break;
+        }
+      }
       Slot& s = slots[best];
       last_host = size_t(s.host);
       busy[size_t(s.host)]++;
       s.client = waiting.front().first;
-      s.end = t + jobs[waiting.front().second] * unit_s / s.speed;
+      s.work = jobs[waiting.front().second] * unit_s;
+      s.start = t;
+      s.end = s.expected = t + s.work / s.speed;
       if (jitter_s > 0) s.end += jitter_s * double(jr.next() % 1000000) / 1e6;
       waiting.pop_front();
       evs.push({s.end, kEnd, int(best), ++s.gen});
@@ -545,8 +608,19 @@ bool Farm::on_header(Conn& c) {
   int work = -1;
   unsigned long long bytes = 0;
   char extra;
-  int n = std::sscanf(c.in.c_str(), "JOB %ld %d %llu%c", &id, &work, &bytes, &extra);
+  // The distcc framing first, if any: DIST and a version, DOTI and the
+  // length of the rest (this line, its newline and the payload).
+  const char* line = c.in.c_str();
+  unsigned long long framed = 0;
+  bool distcc = c.in.compare(0, 4, "DIST") == 0;
+  if (distcc) {
+    unsigned version = 0;
+    if (c.in.size() < 24 || std::sscanf(line, "DIST%8xDOTI%8llx", &version, &framed) != 2) return false;
+    line += 24;
+  }
+  int n = std::sscanf(line, "JOB %ld %d %llu%c", &id, &work, &bytes, &extra);
   if ((n != 2 && n != 3) || work < 0 || id < 0) return false;
+  if (distcc && framed != std::strlen(line) + 1 + (n == 3 ? bytes : 0)) return false;
   c.id = id;
   c.work = work;
   c.need = n == 3 ? bytes : 0;
@@ -976,7 +1050,11 @@ class Batch {
 std::string Batch::one_job(int j) {
   int work = jobs_[size_t(j)];
   uint64_t bytes = uint64_t(work) * o_.bytes_per_unit;
-  std::string req = fmt("JOB %d %d %llu\n", j, work, static_cast<unsigned long long>(bytes));
+  std::string line = fmt("JOB %d %d %llu\n", j, work, static_cast<unsigned long long>(bytes));
+  // Framed as a distcc request, whose DOTI token gives the size of what
+  // follows: a size-aware proxy knows the job's size exactly, as it does
+  // a real compile's.
+  std::string req = fmt("DIST%08xDOTI%08llx", 1u, static_cast<unsigned long long>(line.size() + bytes)) + line;
   size_t head = req.size();
   req.resize(head + bytes);
   gen(uint64_t(j), 0, &req[head], bytes);
@@ -1075,6 +1153,16 @@ void print_reference(const RunOpts& o, const std::vector<HostSpec>& spec, const 
   double blind = ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0, 1, true);
   put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, starts blind", o.k, o.njobs, blind,
                blind / ideal, blind / bound, "", "", "", "", "every weight 1, learns each speed exactly at its first end"));
+  double sized = ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0, 1, false, true);
+  std::vector<double> ms;
+  for (int r = 1; r <= 21; r++)
+    ms.push_back(ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0.001, uint64_t(r), false, true));
+  std::sort(ms.begin(), ms.end());
+  put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, size-aware", o.k, o.njobs, sized,
+               sized / ideal, sized / bound, "", "", "", "",
+               fmt("-j's rule knowing every size and speed; 0..1 ms more per job: %.3f..%.3f, median %.3f",
+                   ms.front() / ideal, ms.back() / ideal, ms[ms.size() / 2] / ideal)
+                   .c_str()));
 }
 
 // RESET, then the hosts' STATS (and the farm's unit in *unit_ms).
@@ -1257,14 +1345,19 @@ int cmd_ideal(int argc, char** argv) {
     double bound = lower_bound(hosts, jobs, k, unit_ms / 1000.0);
     std::printf(", lower bound %.3fs (ideal %.3f x bound)", bound, ideal / bound);
   }
-  std::printf("\n");
+  double sized = ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c, 0, 1, false, true);
+  std::printf("\nsize-aware (balance -j's rule, knowing every speed and size) %.3fs (%.3f x ideal)\n", sized,
+              sized / ideal);
   if (jitter_ms <= 0 || reps <= 0) return 0;
-  std::vector<double> m;
-  for (int r = 0; r < reps; r++)
-    m.push_back(ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c, jitter_ms / 1000.0, uint64_t(r + 1)));
-  std::sort(m.begin(), m.end());
-  std::printf("with 0..%.2f ms jitter per job, %d runs: min %.3fs median %.3fs max %.3fs\n", jitter_ms, reps,
-              m.front(), m[m.size() / 2], m.back());
+  for (bool aware : {false, true}) {
+    std::vector<double> m;
+    for (int r = 0; r < reps; r++)
+      m.push_back(
+          ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c, jitter_ms / 1000.0, uint64_t(r + 1), false, aware));
+    std::sort(m.begin(), m.end());
+    std::printf("%s with 0..%.2f ms jitter per job, %d runs: min %.3fs median %.3fs max %.3fs\n",
+                aware ? "size-aware" : "ideal", jitter_ms, reps, m.front(), m[m.size() / 2], m.back());
+  }
   return 0;
 }
 

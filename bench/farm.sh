@@ -23,7 +23,10 @@
 #     farm.cpp)
 #  2. size-aware, jobs in SIZED_ORDER (default random): where the
 #     cost-oblivious ideal is furthest from the lower bound, so a scheduler
-#     that knows sizes has room to be closer to the bound
+#     that knows sizes has room to be closer to the bound; once for each
+#     seed of SIZED_SEEDS (HAProxy for the first only), then a summary: a
+#     single seed's makespan turns on where its last big jobs land, by
+#     +-10 % with sub-millisecond timing, so the verdict is on all seeds
 #  3. a host slows down: host SLOW_HOST becomes SLOW_FACTOR times slower
 #     when half the jobs have been handed out (jobs in ORDER)
 # Reference rows (simulated, no proxy):
@@ -39,6 +42,9 @@
 #                           equal hosts round-robin): no learner does
 #                           better counting the warm-up; a -L row's cold
 #                           batch is also given over it
+#   ideal, size-aware       the same with balance -j's rule (see
+#                           balance.1) and perfect knowledge of every speed
+#                           and job size: what -j can do at best
 #   ideal, knows the change section 3: the same, switching to the host's
 #                           new speed at the moment it changes
 # Proxy rows (TARGETS picks the proxies; BALANCE_ROWS, SIZED_ROWS and
@@ -74,14 +80,18 @@
 # host vs slots (over both batches of a -L row); jobs per host; failed jobs.
 # Verdict: DROPPED = a job failed (no answer, or a wrong byte reached the
 # host), OVER-MAXC = a host had more connections than slots; SLOW = makespan
-# over 1.05 x ideal (sections 1 and 3); NOT-AHEAD = a size-aware row in
-# section 2 not below the cost-oblivious ideal (the other rows of section 2
-# are judged on correctness only).
+# over 1.05 x ideal (sections 1 and 3); section 2's rows are judged on
+# correctness, and its summary gives, for each row and K, the geometric
+# mean over the seeds of makespan / the cost-oblivious ideal, and judges a
+# size-aware row: AHEAD = below 1 where K is above the farm's slots (jobs
+# queue), else LEVEL = at most 1 % above the balance row without -j
+# (NOT-AHEAD, WORSE otherwise; FAILED if any of its runs was not ok).
 #
 # Variables (defaults): BALANCE ($root/balance), HOSTS (4x3,2x2,2x1), JOBS
 # (200), KS ("16 6"), RUNS (1: runs of each row), UNIT_MS (30), SEED (7),
-# ORDER (desc), SIZED_ORDER (random), BYTES_PER_UNIT (8192), SIZED_MS (100:
-# balance -j), POLL_MS (100), TARGETS ("balance haproxy pen"), BALANCE_ROWS
+# ORDER (desc), SIZED_ORDER (random), SIZED_SEEDS ("1 2 3 4 5 6 7 8"),
+# BYTES_PER_UNIT (8192), SIZED_MS (100: balance -j), POLL_MS (100),
+# TARGETS ("balance haproxy pen"), BALANCE_ROWS
 # ("pinned learn inverted sized learnsized"), SIZED_ROWS ("pinned sized
 # learnsized haproxy"), CHANGE_ROWS ("pinned learn learnsized haproxy"),
 # SLOW_HOST (0), SLOW_FACTOR (3), DISTCC (unset; 1 runs the distcc build
@@ -156,6 +166,7 @@ UNIT_MS=${UNIT_MS:-30}
 SEED=${SEED:-7}
 ORDER=${ORDER:-desc}
 SIZED_ORDER=${SIZED_ORDER:-random}
+SIZED_SEEDS=${SIZED_SEEDS:-1 2 3 4 5 6 7 8}
 BYTES_PER_UNIT=${BYTES_PER_UNIT:-8192}
 SIZED_MS=${SIZED_MS:-100}
 # balance's -j takes seconds.
@@ -251,17 +262,56 @@ stop_proxy() {
 }
 
 # One row's farm run: label, K, order, farm run options...
+# Every row also goes to $tmp/rows (section 2's summary reads it).
 farm_run() {
-    local label=$1 k=$2 order=$3; shift 3
+    local label=$1 k=$2 order=$3 status; shift 3
     timeout 300 "$FARM" run -c "$CTL" -p "$LP" -k "$k" -n "$JOBS" -s "$SEED" -o "$order" -b "$BYTES_PER_UNIT" \
-        -l "$label" -t 120 "$@" ||
-        echo "$label: farm run failed (status $?)"
+        -l "$label" -t 120 "$@" | tee -a "$tmp/rows"
+    status=${PIPESTATUS[0]}
+    [ "$status" -eq 0 ] || echo "$label: farm run failed (status $status)"
 }
 
 # The section's reference rows: K, order, farm run options...
 reference() {
     local k=$1 order=$2; shift 2
-    "$FARM" run -I -c "$CTL" -k "$k" -n "$JOBS" -s "$SEED" -o "$order" "$@"
+    "$FARM" run -I -c "$CTL" -k "$k" -n "$JOBS" -s "$SEED" -o "$order" "$@" | tee -a "$tmp/rows"
+}
+
+# Section 2's summary, from the rows of its seeds in $tmp/rows: for each
+# row and K, the geometric mean of makespan / the cost-oblivious ideal over
+# the seeds, and a size-aware row's verdict: AHEAD (below 1) where K is
+# above the farm's slots, LEVEL (at most 1 % above the balance row without
+# -j) where it is not; with any of its runs not ok, FAILED.
+sized_summary() { # slots
+    awk -v slots="$1" -v seeds="$SIZED_SEEDS" '
+        { label = substr($0, 1, 24); sub(/ +$/, "", label); n = split(substr($0, 25), f, " ") }
+        n >= 4 && f[1] ~ /^[0-9]+$/ && f[4] ~ /^[0-9.]+$/ {
+            key = label SUBSEP f[1]
+            if (!(key in runs)) { order[++rows] = key }
+            runs[key]++; logsum[key] += log(f[4])
+            if (!(key in lo) || f[4] < lo[key]) lo[key] = f[4]
+            if (!(key in hi) || f[4] > hi[key]) hi[key] = f[4]
+            if (label !~ /^(ideal|lower bound)/ && $0 !~ / ok( |$)/) bad[key] = 1
+        }
+        END {
+            printf "\nsection 2 over seeds %s: makespan / the cost-oblivious ideal, geometric mean (min..max)\n", seeds
+            printf "%-24s %3s %5s %8s  %-13s %s\n", "target", "K", "runs", "geomean", "min..max", "verdict"
+            for (i = 1; i <= rows; i++) {
+                key = order[i]; split(key, part, SUBSEP)
+                if (part[1] == "ideal, cost-oblivious") continue
+                g = exp(logsum[key] / runs[key]); verdict = ""
+                if (part[1] ~ /^balance .*-j/) {
+                    if (part[2] + 0 > slots + 0) verdict = g < 1 ? "AHEAD" : "NOT-AHEAD"
+                    else {
+                        base = "balance" SUBSEP part[2]
+                        if (!(base in runs)) verdict = "(no balance row to compare)"
+                        else verdict = g <= exp(logsum[base] / runs[base]) * 1.01 ? "LEVEL" : "WORSE"
+                    }
+                }
+                if (key in bad) verdict = verdict " FAILED"
+                printf "%-24s %3d %5d %8.3f  %5.3f..%5.3f  %s\n", part[1], part[2], runs[key], g, lo[key], hi[key], verdict
+            }
+        }' "$tmp/rows"
 }
 
 not_supported() { # label, K, why
@@ -414,21 +464,32 @@ farm_bench() {
         done
     fi
 
-    # Section 2: size-aware placement where it matters.
+    # Section 2: size-aware placement where it matters, over several
+    # seeds (one seed's makespan turns on where its last big jobs land).
     if [ -n "$SIZED_ROWS" ]; then
+        local seed first=yes main_seed=$SEED spec slots=0
+        for spec in "${SPECS[@]}"; do slots=$((slots + ${spec%%x*})); done
         echo
-        echo "== 2. size-aware, jobs in $SIZED_ORDER order (a size-aware row must beat the cost-oblivious ideal) =="
-        "$FARM" header
-        for k in $KS; do
-            reference "$k" "$SIZED_ORDER"
-            for row in $SIZED_ROWS; do
-                case $row in
-                    haproxy) want haproxy && haproxy_row leastconn "haproxy leastconn" "$k" "$SIZED_ORDER" -V none ;;
-                    sized|learnsized) want balance && balance_row "$row" "$k" "$SIZED_ORDER" -V ahead ;;
-                    *) want balance && balance_row "$row" "$k" "$SIZED_ORDER" -V none ;;
-                esac
+        echo "== 2. size-aware, jobs in $SIZED_ORDER order, seeds $SIZED_SEEDS (judged over all seeds, at the end) =="
+        : >"$tmp/rows"
+        for seed in $SIZED_SEEDS; do
+            SEED=$seed
+            echo "-- seed $seed"
+            "$FARM" header
+            for k in $KS; do
+                reference "$k" "$SIZED_ORDER"
+                for row in $SIZED_ROWS; do
+                    case $row in
+                        haproxy) [ "$first" = yes ] && want haproxy &&
+                            haproxy_row leastconn "haproxy leastconn" "$k" "$SIZED_ORDER" -V none ;;
+                        *) want balance && balance_row "$row" "$k" "$SIZED_ORDER" -V none ;;
+                    esac
+                done
             done
+            first=no
         done
+        SEED=$main_seed
+        sized_summary "$slots"
     fi
 
     # Section 3: a host slows down half-way.
