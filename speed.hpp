@@ -39,7 +39,6 @@ constexpr size_t kSpeedWindow = 8;       // the jobs an estimate rests on
 constexpr double kPriorJobs = 3;         // what the configured weight is worth, in jobs
 constexpr double kMaxStep = 1.2;         // one job moves an estimate by at most this factor
 constexpr size_t kScaleWindow = 256;     // the jobs the pool-wide scale rests on
-constexpr size_t kScaleJobs = 8;         // jobs measured before the scale is used
 constexpr int64_t kDriftMs = 30000;      // a learned channel not chosen this long drifts back
 
 enum class Basis { Bytes, Jobs };
