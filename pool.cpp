@@ -506,9 +506,10 @@ void Pool::release(Channel& channel, int64_t relayed_ms, const Job& job) {
     if (channel.estimate_) channel.estimate_->record(job, channel.config_.weight, scale_);
     scale_.record(job, channel.config_.weight);
     if (!channel.deleted_) update_speed(channel);
-    // The scale counts from the first measured job, so that a channel's
-    // speed does from its first job (the scale only sets where speeds
-    // stand against pinned weights; learned ones keep their order).
+    // The scale is used from the first measured job on, so that a learned
+    // channel's speed counts from its own first job (the scale only places
+    // learned speeds against pinned weights; among themselves they keep
+    // their order).
     double now_scale = scale_.per_weight();
     if (speed_scale_ <= 0 || scale_.basis() != speed_basis_ || now_scale > speed_scale_ * kRescale ||
         now_scale * kRescale < speed_scale_)

@@ -82,24 +82,27 @@
 # host), OVER-MAXC = a host had more connections than slots; SLOW = makespan
 # over 1.05 x ideal (sections 1 and 3); section 2's rows are judged on
 # correctness, and its summary gives, for each row and K, the geometric
-# mean over the seeds of makespan / the cost-oblivious ideal, and judges a
-# size-aware row: AHEAD = below 1 where K is above the farm's slots (jobs
-# queue), else LEVEL = at most 1 % above the balance row without -j
-# (NOT-AHEAD, WORSE otherwise; FAILED if any of its runs was not ok).
+# mean over the seeds of makespan / the cost-oblivious ideal (a -L row's
+# cold batch too, as a row ", cold"), and of its ratio to the balance row
+# of the same seed (/balance, paired), and judges a size-aware row: AHEAD =
+# below 1 where K is above the farm's slots (jobs queue), else LEVEL = at
+# most 1 % above the balance row without -j (NOT-AHEAD, WORSE otherwise;
+# FAILED if any of its runs was not ok), and a cold batch: ok within 3 %
+# where K is above the slots, 5 % where not (SLOW otherwise).
 #
 # Variables (defaults): BALANCE ($root/balance), HOSTS (4x3,2x2,2x1), JOBS
 # (200), KS ("16 6"), RUNS (1: runs of each row), UNIT_MS (30), SEED (7),
 # ORDER (desc), SIZED_ORDER (random), SIZED_SEEDS ("1 2 3 4 5 6 7 8"),
 # BYTES_PER_UNIT (8192), SIZED_MS (100: balance -j), POLL_MS (100),
 # TARGETS ("balance haproxy pen"), BALANCE_ROWS
-# ("pinned learn inverted sized learnsized"), SIZED_ROWS ("pinned sized
-# learnsized haproxy"), CHANGE_ROWS ("pinned learn learnsized haproxy"),
+# ("pinned learn inverted sized learnsized"), SIZED_ROWS ("pinned learn
+# sized learnsized haproxy"), CHANGE_ROWS ("pinned learn learnsized haproxy"),
 # SLOW_HOST (0), SLOW_FACTOR (3), DISTCC (unset; 1 runs the distcc build
 # after the farm, "only" instead of it), KEEP (unset; 1 keeps the work
 # directory, logs included, and says where), CXX (c++), FARM (a prebuilt
-# farm binary).  An empty row list skips its section.  The farm runs about a
-# minute and a half with today's balance, about three and a half once -L
-# and -j exist.
+# farm binary).  An empty row list skips its section.  The farm runs about
+# ten minutes, nearly eight of them section 2's eight seeds (SIZED_SEEDS=7
+# makes it about three).
 #
 # The distcc build (DISTCC=1 or only): a generated C project of unequal
 # translation units built with make -j and distcc through balance in front
@@ -174,7 +177,7 @@ SIZED_SEC=$(awk -v ms="$SIZED_MS" 'BEGIN { printf "%g", ms / 1000 }')
 POLL_MS=${POLL_MS:-100}
 TARGETS=${TARGETS:-balance haproxy pen}
 BALANCE_ROWS=${BALANCE_ROWS-pinned learn inverted sized learnsized}
-SIZED_ROWS=${SIZED_ROWS-pinned sized learnsized haproxy}
+SIZED_ROWS=${SIZED_ROWS-pinned learn sized learnsized haproxy}
 CHANGE_ROWS=${CHANGE_ROWS-pinned learn learnsized haproxy}
 SLOW_HOST=${SLOW_HOST:-0}
 SLOW_FACTOR=${SLOW_FACTOR:-3}
@@ -278,38 +281,59 @@ reference() {
 }
 
 # Section 2's summary, from the rows of its seeds in $tmp/rows: for each
-# row and K, the geometric mean of makespan / the cost-oblivious ideal over
-# the seeds, and a size-aware row's verdict: AHEAD (below 1) where K is
-# above the farm's slots, LEVEL (at most 1 % above the balance row without
-# -j) where it is not; with any of its runs not ok, FAILED.
+# row and K (and a -L row's cold batch), the geometric mean of makespan /
+# the cost-oblivious ideal over the seeds, its range, the geometric mean of
+# its ratio to the balance row without -j or -L in the same seed (paired:
+# the same jobs, the same machine, moments apart), and a verdict: a
+# size-aware row is AHEAD below 1 where K is above the farm's slots (jobs
+# queue), else LEVEL at most 1 % above the balance row; a cold batch is ok
+# within 3 % where K is above the slots, 5 % where not; FAILED if any run
+# of the row was not ok.
 sized_summary() { # slots
     awk -v slots="$1" -v seeds="$SIZED_SEEDS" '
+        function add(key, value) {
+            if (!(key in runs)) order[++rows] = key
+            runs[key]++; logsum[key] += log(value)
+            if (!(key in lo) || value < lo[key]) lo[key] = value
+            if (!(key in hi) || value > hi[key]) hi[key] = value
+            if (!((key, seed) in seedn)) seedkeys[key] = seedkeys[key] " " seed
+            seedn[key, seed]++; seedlog[key, seed] += log(value)
+        }
+        function seedmean(key, s) { return seedlog[key, s] / seedn[key, s] }
+        /^-- seed / { seed = $3; next }
         { label = substr($0, 1, 24); sub(/ +$/, "", label); n = split(substr($0, 25), f, " ") }
         n >= 4 && f[1] ~ /^[0-9]+$/ && f[4] ~ /^[0-9.]+$/ {
-            key = label SUBSEP f[1]
-            if (!(key in runs)) { order[++rows] = key }
-            runs[key]++; logsum[key] += log(f[4])
-            if (!(key in lo) || f[4] < lo[key]) lo[key] = f[4]
-            if (!(key in hi) || f[4] > hi[key]) hi[key] = f[4]
-            if (label !~ /^(ideal|lower bound)/ && $0 !~ / ok( |$)/) bad[key] = 1
+            add(label SUBSEP f[1], f[4])
+            if (label !~ /^(ideal|lower bound)/ && $0 !~ / ok( |$)/) bad[label SUBSEP f[1]] = 1
+            # The first batch of a -L row, warm-up counted, as a row of its own.
+            if (match($0, /cold [0-9.]+ x ideal/)) add(label ", cold" SUBSEP f[1], substr($0, RSTART + 5, RLENGTH - 13))
+            # What the ideal becomes when each job takes 0..1 ms longer (median).
+            if (label == "ideal, cost-oblivious" && match($0, /median [0-9.]+/))
+                add("ideal, 0..1 ms more a job" SUBSEP f[1], substr($0, RSTART + 7, RLENGTH - 7))
         }
         END {
-            printf "\nsection 2 over seeds %s: makespan / the cost-oblivious ideal, geometric mean (min..max)\n", seeds
-            printf "%-24s %3s %5s %8s  %-13s %s\n", "target", "K", "runs", "geomean", "min..max", "verdict"
+            printf "\nsection 2 over seeds %s: makespan / the cost-oblivious ideal, geometric mean\n", seeds
+            printf "%-30s %3s %5s %8s  %-13s %9s  %s\n", "target", "K", "runs", "geomean", "min..max", "/balance", "verdict"
             for (i = 1; i <= rows; i++) {
                 key = order[i]; split(key, part, SUBSEP)
                 if (part[1] == "ideal, cost-oblivious") continue
-                g = exp(logsum[key] / runs[key]); verdict = ""
-                if (part[1] ~ /^balance .*-j/) {
+                g = exp(logsum[key] / runs[key]); verdict = ""; paired = "-"
+                base = "balance" SUBSEP part[2]
+                if (part[1] ~ /^balance ./ && base in runs) {
+                    m = split(seedkeys[key], s, " "); sum = 0; pairs = 0
+                    for (j = 1; j <= m; j++)
+                        if ((base, s[j]) in seedn) { sum += seedmean(key, s[j]) - seedmean(base, s[j]); pairs++ }
+                    if (pairs) paired = sprintf("%.3f", exp(sum / pairs))
+                }
+                if (part[1] ~ /, cold$/) verdict = g <= (part[2] + 0 > slots + 0 ? 1.03 : 1.05) ? "ok" : "SLOW"
+                else if (part[1] ~ /^balance .*-j/) {
                     if (part[2] + 0 > slots + 0) verdict = g < 1 ? "AHEAD" : "NOT-AHEAD"
-                    else {
-                        base = "balance" SUBSEP part[2]
-                        if (!(base in runs)) verdict = "(no balance row to compare)"
-                        else verdict = g <= exp(logsum[base] / runs[base]) * 1.01 ? "LEVEL" : "WORSE"
-                    }
+                    else if (!(base in runs)) verdict = "(no balance row to compare)"
+                    else verdict = g <= exp(logsum[base] / runs[base]) * 1.01 ? "LEVEL" : "WORSE"
                 }
                 if (key in bad) verdict = verdict " FAILED"
-                printf "%-24s %3d %5d %8.3f  %5.3f..%5.3f  %s\n", part[1], part[2], runs[key], g, lo[key], hi[key], verdict
+                printf "%-30s %3d %5d %8.3f  %5.3f..%5.3f %9s  %s\n", part[1], part[2], runs[key], g, lo[key], hi[key],
+                    paired, verdict
             }
         }' "$tmp/rows"
 }
@@ -474,7 +498,7 @@ farm_bench() {
         : >"$tmp/rows"
         for seed in $SIZED_SEEDS; do
             SEED=$seed
-            echo "-- seed $seed"
+            echo "-- seed $seed" | tee -a "$tmp/rows"
             "$FARM" header
             for k in $KS; do
                 reference "$k" "$SIZED_ORDER"
