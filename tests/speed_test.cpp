@@ -229,16 +229,25 @@ TEST(a_distcc_request_tells_its_size_once_its_doti_token_is_in) {
 
 namespace {
 
-// Slots of 3 MB/s and 1 MB/s, as measured by the pool; recent jobs are
-// 200 KB on average.
-void measure(Pool& pool, Channel& fast, Channel& slow) {
-  for (int i = 0; i < 16; ++i) {
-    pool.acquire(fast, 0);
-    pool.release(fast, 100, job(300000, 100));
-    pool.acquire(slow, 0);
-    pool.release(slow, 100, job(100000, 100));
+// A group of a fast channel (one slot, weight 3) and a slow one (weight
+// 1) whose slots the pool has measured at 3 MB/s and 1 MB/s; recent jobs
+// are 200 KB on average.
+struct TwoSpeeds {
+  Pool pool;
+  Channel* fast;
+  Channel* slow;
+  explicit TwoSpeeds(unsigned slow_slots = 1) {
+    pool.add_group(GroupType::RoundRobin);
+    fast = &pool.add_channel(0, config(1, 3));
+    slow = &pool.add_channel(0, config(slow_slots, 1));
+    for (int i = 0; i < 16; ++i) {
+      pool.acquire(*fast, 0);
+      pool.release(*fast, 100, job(300000, 100));
+      pool.acquire(*slow, 0);
+      pool.release(*slow, 100, job(100000, 100));
+    }
   }
-}
+};
 
 Waiter costing(uint64_t cost) {
   Waiter w;
@@ -250,11 +259,9 @@ Waiter costing(uint64_t cost) {
 }  // namespace
 
 TEST(a_big_job_waits_for_a_faster_slot_that_frees_sooner_a_small_one_does_not) {
-  Pool pool;
-  pool.add_group(GroupType::RoundRobin);
-  Channel& fast = pool.add_channel(0, config(1, 3));
-  Channel& slow = pool.add_channel(0, config(1, 1));
-  measure(pool, fast, slow);
+  TwoSpeeds farm;
+  Pool& pool = farm.pool;
+  Channel &fast = *farm.fast, &slow = *farm.slow;
   int64_t now = 10000;
   // fast runs a job expected to end in 1 s.
   EXPECT_TRUE(pool.choose("k", 3000000, now) == &fast);
@@ -276,11 +283,9 @@ TEST(a_big_job_waits_for_a_faster_slot_that_frees_sooner_a_small_one_does_not) {
 }
 
 TEST(waiting_for_a_faster_slot_must_save_more_than_it_costs_the_next_job) {
-  Pool pool;
-  pool.add_group(GroupType::RoundRobin);
-  Channel& fast = pool.add_channel(0, config(1, 3));
-  Channel& slow = pool.add_channel(0, config(1, 1));
-  measure(pool, fast, slow);
+  TwoSpeeds farm;
+  Pool& pool = farm.pool;
+  Channel &fast = *farm.fast, &slow = *farm.slow;
   int64_t now = 10000;
   pool.acquire(fast, now, 1500000);  // frees in 0.5 s
   // 3 MB: 3 s on slow, 0.5 + 1 s on fast. Meanwhile slow idles 0.5 s, and
@@ -296,25 +301,19 @@ TEST(waiting_for_a_faster_slot_must_save_more_than_it_costs_the_next_job) {
   EXPECT_TRUE(pool.enqueue(costing(3000000), now, &ticket) == Admission::Queued);
   EXPECT_TRUE(pool.enqueue(costing(300000), now, &ticket) == Admission::Queued);
   EXPECT_EQ(pool.serve_queue(now).size(), size_t(0));
-  Pool other;
-  other.add_group(GroupType::RoundRobin);
-  Channel& fast2 = other.add_channel(0, config(1, 3));
-  Channel& slow2 = other.add_channel(0, config(1, 1));
-  measure(other, fast2, slow2);
-  other.acquire(fast2, now, 1500000);
-  EXPECT_TRUE(other.enqueue(costing(3000000), now, &ticket) == Admission::Queued);
-  EXPECT_TRUE(other.enqueue(costing(2400000), now, &ticket) == Admission::Queued);
-  auto served = other.serve_queue(now);
+  TwoSpeeds other;
+  other.pool.acquire(*other.fast, now, 1500000);
+  EXPECT_TRUE(other.pool.enqueue(costing(3000000), now, &ticket) == Admission::Queued);
+  EXPECT_TRUE(other.pool.enqueue(costing(2400000), now, &ticket) == Admission::Queued);
+  auto served = other.pool.serve_queue(now);
   EXPECT_EQ(served.size(), size_t(1));  // the big one on slow, the next waits for fast
-  EXPECT_TRUE(served.size() == 1 && served[0].second == &slow2 && served[0].first.cost == 3000000);
+  EXPECT_TRUE(served.size() == 1 && served[0].second == other.slow && served[0].first.cost == 3000000);
 }
 
 TEST(waiting_for_a_faster_slot_counts_every_free_slot_left_idle) {
-  Pool pool;
-  pool.add_group(GroupType::RoundRobin);
-  Channel& fast = pool.add_channel(0, config(1, 3));
-  Channel& slow = pool.add_channel(0, config(4, 1));  // four free slots
-  measure(pool, fast, slow);
+  TwoSpeeds farm(4);  // four free slow slots
+  Pool& pool = farm.pool;
+  Channel &fast = *farm.fast, &slow = *farm.slow;
   int64_t now = 10000;
   pool.acquire(fast, now, 3000000);  // frees in 1 s
   // Alone, 6 MB waits for fast: 1 + 2 s, 1 s of one idle slot and 0.13 s
