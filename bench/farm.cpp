@@ -378,6 +378,18 @@ double ideal_makespan(const std::vector<HostSpec>& hosts, const std::vector<int>
   return makespan;
 }
 
+// Sorted makespans of `runs` simulations (seeds 1..runs) in which every job
+// takes up to jitter_s longer at random: how much the ideal's makespan
+// turns on timing.
+std::vector<double> jittered_makespans(const std::vector<HostSpec>& hosts, const std::vector<int>& jobs, int k,
+                                       double unit_s, const Change& change, double jitter_s, int runs, bool sized) {
+  std::vector<double> m;
+  for (int r = 1; r <= runs; r++)
+    m.push_back(ideal_makespan(hosts, jobs, k, unit_s, change, jitter_s, uint64_t(r), false, sized));
+  std::sort(m.begin(), m.end());
+  return m;
+}
+
 // No scheduler finishes before max(total work / capacity, longest job on
 // the fastest slot), capacity being the summed speed of the slots K
 // clients can keep busy at once (the min(K, slots) fastest).
@@ -1135,9 +1147,7 @@ void print_row(const RunOpts& o, const Row& r) {
 // The reference rows: the lower bound, the ideal and its timing spread.
 void print_reference(const RunOpts& o, const std::vector<HostSpec>& spec, const std::vector<int>& jobs, double unit_s) {
   double ideal = ideal_makespan(spec, jobs, o.k, unit_s, o.change);
-  std::vector<double> m;
-  for (int r = 1; r <= 21; r++) m.push_back(ideal_makespan(spec, jobs, o.k, unit_s, o.change, 0.001, uint64_t(r)));
-  std::sort(m.begin(), m.end());
+  std::vector<double> m = jittered_makespans(spec, jobs, o.k, unit_s, o.change, 0.001, 21, false);
   std::string spread = fmt("0..1 ms more per job: %.3f..%.3f x ideal, median %.3f", m.front() / ideal, m.back() / ideal,
                            m[m.size() / 2] / ideal);
   if (o.change.host >= 0) {
@@ -1154,10 +1164,7 @@ void print_reference(const RunOpts& o, const std::vector<HostSpec>& spec, const 
   put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, starts blind", o.k, o.njobs, blind,
                blind / ideal, blind / bound, "", "", "", "", "every weight 1, learns each speed exactly at its first end"));
   double sized = ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0, 1, false, true);
-  std::vector<double> ms;
-  for (int r = 1; r <= 21; r++)
-    ms.push_back(ideal_makespan(spec, jobs, o.k, unit_s, Change{}, 0.001, uint64_t(r), false, true));
-  std::sort(ms.begin(), ms.end());
+  std::vector<double> ms = jittered_makespans(spec, jobs, o.k, unit_s, Change{}, 0.001, 21, true);
   put_line(fmt("%-24s %3d %4d %8.3fs %7.3f %7.3f  %-14s %-14s %4s %-9s %s", "ideal, size-aware", o.k, o.njobs, sized,
                sized / ideal, sized / bound, "", "", "", "",
                fmt("-j's rule knowing every size and speed; 0..1 ms more per job: %.3f..%.3f, median %.3f",
@@ -1350,11 +1357,7 @@ int cmd_ideal(int argc, char** argv) {
               sized / ideal);
   if (jitter_ms <= 0 || reps <= 0) return 0;
   for (bool aware : {false, true}) {
-    std::vector<double> m;
-    for (int r = 0; r < reps; r++)
-      m.push_back(
-          ideal_makespan(hosts, jobs, k, unit_ms / 1000.0, c, jitter_ms / 1000.0, uint64_t(r + 1), false, aware));
-    std::sort(m.begin(), m.end());
+    std::vector<double> m = jittered_makespans(hosts, jobs, k, unit_ms / 1000.0, c, jitter_ms / 1000.0, reps, aware);
     std::printf("%s with 0..%.2f ms jitter per job, %d runs: min %.3fs median %.3fs max %.3fs\n",
                 aware ? "size-aware" : "ideal", jitter_ms, reps, m.front(), m[m.size() / 2], m.back());
   }
