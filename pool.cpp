@@ -458,10 +458,14 @@ Channel* Pool::choose(const std::string& key, uint64_t cost, int64_t now_ms, siz
   // a simulated farm 5-25 % slower than never waiting.
   uint64_t displaced = next_cost ? next_cost : uint64_t(scale_.mean_work());
   Group& group = *groups_.at(free->group_);
-  size_t free_slots = 0;
-  for (auto& channel : group.channels_)
-    if (channel->available() && channel->config_.maxc > 0) free_slots += channel->config_.maxc - channel->c_;
-  double idle = double(std::min(behind + 1, free_slots));
+  // Counted only once a faster slot is worth a look: mostly none is.
+  double idle = -1;
+  auto slots_left_idle = [&] {
+    size_t free_slots = 0;
+    for (auto& channel : group.channels_)
+      if (channel->available() && channel->config_.maxc > 0) free_slots += channel->config_.maxc - channel->c_;
+    return double(std::min(behind + 1, free_slots));
+  };
   // A job that has run past twice its expected time is no sign of when
   // its slot frees, so its slot is not waited for.
   for (auto& other : group.channels_) {
@@ -471,6 +475,7 @@ Channel* Pool::choose(const std::string& key, uint64_t cost, int64_t now_ms, siz
       continue;
     for (const auto& [end, start] : faster.running_) {
       if (end < now_ms - (end - start)) continue;  // overdue
+      if (idle < 0) idle = slots_left_idle();
       double wait = double(std::max<int64_t>(end - now_ms, 0)) / 1000.0;
       double there = wait + expected_seconds(faster, cost);
       double others = expected_seconds(*free, displaced) - expected_seconds(faster, displaced) + wait * idle;
