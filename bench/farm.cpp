@@ -623,12 +623,11 @@ bool Farm::on_header(Conn& c) {
   // The distcc framing first, if any: DIST and a version, DOTI and the
   // length of the rest (this line, its newline and the payload).
   const char* line = c.in.c_str();
-  unsigned long long framed = 0;
+  uint64_t framed = 0;
   bool distcc = c.in.compare(0, 4, "DIST") == 0;
   if (distcc) {
-    unsigned version = 0;
-    if (c.in.size() < 24 || std::sscanf(line, "DIST%8xDOTI%8llx", &version, &framed) != 2) return false;
-    line += 24;
+    if (!parse_distcc_head(c.in, &framed)) return false;
+    line += kDistccHead;
   }
   int n = std::sscanf(line, "JOB %ld %d %llu%c", &id, &work, &bytes, &extra);
   if ((n != 2 && n != 3) || work < 0 || id < 0) return false;
@@ -1066,7 +1065,7 @@ std::string Batch::one_job(int j) {
   // Framed as a distcc request, whose DOTI token gives the size of what
   // follows: a size-aware proxy knows the job's size exactly, as it does
   // a real compile's.
-  std::string req = fmt("DIST%08xDOTI%08llx", 1u, static_cast<unsigned long long>(line.size() + bytes)) + line;
+  std::string req = distcc_head(line.size() + bytes) + line;
   size_t head = req.size();
   req.resize(head + bytes);
   gen(uint64_t(j), 0, &req[head], bytes);

@@ -91,12 +91,7 @@ class Client {
  private:
   static std::string prefix(const ClientOpts& o) {
     std::string line = o.has_id ? o.id + "\n" : "";
-    if (!o.distcc) return line;
-    // DIST and a version, then DOTI and the length of the rest: what
-    // balance -j reads a distcc job's size from.
-    char head[32];
-    std::snprintf(head, sizeof head, "DIST%08xDOTI%08llx", 1u, (unsigned long long)(line.size() + o.n));
-    return head + line;
+    return o.distcc ? distcc_head(line.size() + o.n) + line : line;
   }
   int fail(int code, const std::string& why) const {
     std::fprintf(stderr, "helper client%s%s: %s (sent %llu of %llu, received %llu)\n", o_.has_id ? " " : "",

@@ -226,7 +226,8 @@ void Server::hold_received(Conn& c, const char* p, size_t len) {
     if (p[i] == '\n') {
       c.have_id = true;
       // A client's distcc framing (helper client -D) is not its id.
-      if (c.id.size() >= 24 && c.id.compare(0, 4, "DIST") == 0) c.id.erase(0, 24);
+      uint64_t rest;
+      if (parse_distcc_head(c.id, &rest)) c.id.erase(0, kDistccHead);
       append_line(o_.log, c.id);
     } else if (c.id.size() < 200) {
       c.id.push_back(p[i]);

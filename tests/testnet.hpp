@@ -222,6 +222,31 @@ inline uint64_t get_le(const char* p, int bytes) {
   return v;
 }
 
+// A request framed as distcc's, as balance -j reads a job's size from it:
+// "DIST" and a version, then "DOTI" and the length of what follows, each
+// 8 hex digits (helper client -D, the farm's jobs).
+inline constexpr size_t kDistccHead = 24;
+inline std::string distcc_head(uint64_t rest) {
+  return fmt("DIST%08xDOTI%08llx", 1u, static_cast<unsigned long long>(rest));
+}
+// The length the head at the start of text announces; false when there is
+// no such head.
+inline bool parse_distcc_head(const std::string& text, uint64_t* rest) {
+  auto hex8 = [&](size_t at, uint64_t* value) {
+    *value = 0;
+    for (size_t i = at; i < at + 8; ++i) {
+      char ch = text[i];
+      int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+      if (digit < 0) return false;
+      *value = *value * 16 + uint64_t(digit);
+    }
+    return true;
+  };
+  uint64_t version;
+  return text.size() >= kDistccHead && text.compare(0, 4, "DIST") == 0 && hex8(4, &version) &&
+         text.compare(12, 4, "DOTI") == 0 && hex8(16, rest);
+}
+
 // ---- sockets ---------------------------------------------------------------------
 
 // Many idle connections need many descriptors: take the hard limit.
