@@ -71,8 +71,9 @@
 //       made progress for -S SEC (1) write FILE ("written=W") and hold them
 //       -H SEC (0). Prints "written=W of N*BYTES stalled=0|1 ...".
 //   helper slowread-client [-c N] [-k BYTES] [-i SEC] [-H SEC] [-r FILE] [-s SEED]
-//       N connections reading BYTES every SEC for -H SEC, checking them
-//       against stream(SEED); FILE once all have data. Prints "read=R
+//       N connections reading BYTES every SEC for -H SEC (less once every
+//       one has ended), checking them against stream(SEED); FILE once all
+//       have data. Prints "read=R
 //       wrong=0|1 ended=no|eof|reset|error secs=S"; exit 0 only if none ended.
 //   helper slowloris -n N [-H SEC] [-e] [-r FILE] [-o FILE]
 //   helper flood -n N [-H SEC] [-r FILE] [-o FILE]

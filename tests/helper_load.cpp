@@ -189,8 +189,10 @@ int slowread_client_main(int argc, char** argv) {
   bool ready_written = false;
   std::string wrong;          // where the first stream went wrong
   const char* ended = nullptr;  // how the first connection to end ended
-  while (now() < end) {
+  bool open = true;
+  while (open && now() < end) {  // until -H, or until every connection has ended
     bool all = true;
+    open = false;
     for (size_t i = 0; i < fds.size(); ++i) {
       if (!fds[i].ok()) continue;
       ssize_t n = read(fds[i].get(), buf, step);
@@ -203,6 +205,7 @@ int slowread_client_main(int argc, char** argv) {
         if (!ended) ended = n == 0 ? "eof" : errno == ECONNRESET ? "reset" : "error";
         fds[i].reset();
       }
+      open |= fds[i].ok();
       all &= got[i] > 0;
     }
     if (all && !ready_written) {
