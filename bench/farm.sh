@@ -109,8 +109,11 @@
 # after the farm, "only" instead of it), KEEP (unset; 1 keeps the work
 # directory, logs included, and says where), CXX (c++), FARM (a prebuilt
 # farm binary).  An empty row list skips its section.  The farm runs about
-# ten minutes, nearly eight of them section 2's eight seeds (SIZED_SEEDS=7
-# makes it about three).
+# twelve and a half minutes, ten of them section 2's eight seeds
+# (SIZED_SEEDS=7 makes it about four).  For a firmer verdict on -j, run
+# section 2 alone over 32 seeds (about five minutes at one K):
+#   SIZED_SEEDS="$(seq -s ' ' 1 32)" KS=16 SIZED_ROWS="pinned sized" \
+#     TARGETS=balance BALANCE_ROWS= CHANGE_ROWS= bench/farm.sh
 #
 # The distcc build (DISTCC=1 or only): a generated C project of unequal
 # translation units built with make -j and distcc through balance in front
