@@ -31,6 +31,17 @@ ChannelConfig config(unsigned maxc, unsigned weight) {
   return c;
 }
 
+PoolOptions learning_everywhere() {
+  PoolOptions options;
+  options.learn_all = true;  // -L
+  return options;
+}
+
+// A pool of one round-robin group whose channels all learn their speeds.
+struct LearningPool : Pool {
+  LearningPool() : Pool(learning_everywhere()) { add_group(GroupType::RoundRobin); }
+};
+
 }  // namespace
 
 TEST(only_clean_jobs_long_enough_to_time_are_measured) {
@@ -117,10 +128,7 @@ TEST(drift_moves_halfway_toward_its_target_then_just_above_it) {
 // ---- the pool scheduling by learned speeds
 
 TEST(an_unmeasured_learned_channel_is_tried_first_while_idle) {
-  PoolOptions options;
-  options.learn_all = true;
-  Pool pool(options);
-  pool.add_group(GroupType::RoundRobin);
+  LearningPool pool;
   Channel& measured = pool.add_channel(0, config(4, 10));
   for (int i = 0; i < 10; ++i) {
     pool.acquire(measured, 0);
@@ -135,10 +143,7 @@ TEST(an_unmeasured_learned_channel_is_tried_first_while_idle) {
 TEST(a_learned_speed_counts_from_the_first_job_of_each_channel) {
   // Every job placed before the speeds count is placed blind: at 6
   // clients on the farm bench, waiting for 8 jobs cost 1.5 % of the batch.
-  PoolOptions options;
-  options.learn_all = true;
-  Pool pool(options);
-  pool.add_group(GroupType::RoundRobin);
+  LearningPool pool;
   Channel& fast = pool.add_channel(0, config(4, 1));
   Channel& slow = pool.add_channel(0, config(4, 1));
   pool.acquire(fast, 0);
@@ -155,10 +160,7 @@ TEST(a_learned_speed_counts_from_the_first_job_of_each_channel) {
 }
 
 TEST(learned_speeds_steer_the_fastest_free_slot) {
-  PoolOptions options;
-  options.learn_all = true;
-  Pool pool(options);
-  pool.add_group(GroupType::RoundRobin);
+  LearningPool pool;
   Channel& a = pool.add_channel(0, config(1, 1));
   Channel& b = pool.add_channel(0, config(1, 1));
   // a does 3 MB/s, b 1 MB/s; both were configured alike.
@@ -181,10 +183,7 @@ TEST(learned_speeds_steer_the_fastest_free_slot) {
 TEST(a_channel_not_chosen_for_long_drifts_back_and_is_chosen_again) {
   // icecream's rule for this broke unnoticed: a host that had one bad
   // period must not be starved for ever.
-  PoolOptions options;
-  options.learn_all = true;
-  Pool pool(options);
-  pool.add_group(GroupType::RoundRobin);
+  LearningPool pool;
   Channel& a = pool.add_channel(0, config(1, 1));
   Channel& b = pool.add_channel(0, config(1, 1));
   int64_t now = 0;
